@@ -1,0 +1,107 @@
+//! The engine's error type. Every variant keeps its cause and says what a user can do.
+//!
+//! Kinesis exception names are assigned here, in one place (`Error::kinesis_name`), so that
+//! front ends map errors without matching on messages.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system I/O call failed on `path`.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Bytes on disk failed validation (checksum, magic, bounds, continuity).
+    #[error("corrupt data in {path} at file offset {file_offset}: {reason}")]
+    Corrupt { path: PathBuf, file_offset: u64, reason: String },
+
+    /// A commit cycle failed (write or fdatasync); the log refuses further writes because
+    /// what is on disk is no longer known. Reopen the log to recover from what is durable.
+    #[error("the log is stopped after a failed commit and takes no more writes: {reason}")]
+    Poisoned { reason: Arc<str> },
+
+    /// The log was sealed (closed for writes, as a parent shard after a split or merge).
+    #[error("the log is sealed and takes no more writes")]
+    Sealed,
+
+    /// The log or engine was shut down.
+    #[error("the log is closed")]
+    Closed,
+
+    /// A caller-supplied argument is out of bounds.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// Configuration rejected at open.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// Another process holds the data directory.
+    #[error("the data directory {path} is in use by another process")]
+    Locked { path: PathBuf },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        file_offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Corrupt { path: path.into(), file_offset, reason: reason.into() }
+    }
+
+    /// The name of the Kinesis exception a front end should answer with.
+    pub fn kinesis_name(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "InvalidArgumentException",
+            Error::Sealed | Error::Closed => "ResourceInUseException",
+            Error::Io { .. }
+            | Error::Corrupt { .. }
+            | Error::Poisoned { .. }
+            | Error::Config(_)
+            | Error::Locked { .. } => "InternalFailure",
+        }
+    }
+
+    /// Errors that do not need the caller to change anything may be retried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Io { .. })
+    }
+}
+
+impl Clone for Error {
+    /// Commit errors are delivered to every waiter of a cycle, so they must be cloneable;
+    /// `io::Error` is not, so the clone keeps its kind and text.
+    fn clone(&self) -> Self {
+        match self {
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Corrupt { path, file_offset, reason } => Error::Corrupt {
+                path: path.clone(),
+                file_offset: *file_offset,
+                reason: reason.clone(),
+            },
+            Error::Poisoned { reason } => Error::Poisoned { reason: reason.clone() },
+            Error::Sealed => Error::Sealed,
+            Error::Closed => Error::Closed,
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::Locked { path } => Error::Locked { path: path.clone() },
+        }
+    }
+}

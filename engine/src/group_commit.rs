@@ -1,0 +1,203 @@
+//! Group commit: one committing thread per group, one write and one `fdatasync` per dirty
+//! segment per cycle, every waiter of the cycle acknowledged at once.
+//!
+//! A group owns one thread (in the server, one per core) and any number of shard logs.
+//! Producers append to a log's open batch and wait; the first producer to make a log dirty
+//! queues it. The committer's cycle takes every dirty log, hands each log's encoded batches
+//! to the I/O backend as one positioned write (plus one `fdatasync` under `sync`), and runs
+//! all of them together, so that N shards' syncs overlap. Then it publishes each log's
+//! durable watermark and completes its waiters.
+//!
+//! Back of the envelope: a cycle costs about one sync (0.15–4 ms on the measured disks) no
+//! matter how many records it carries, so with P producers each waiting for its ack the
+//! log commits about P records per sync; throughput grows with P until the write itself
+//! dominates, and latency stays near one sync plus the time spent waiting for the previous
+//! cycle (at most one more sync).
+//!
+//! # Invariants
+//! - This module's thread is the only code that moves a log's durable watermark.
+//! - A failed write or sync completes that cycle's waiters with the error and poisons the
+//!   log: nothing from the cycle is acknowledged, and the log takes no more writes.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::handoff::{DirtyQueue, Taken};
+use crate::io::{self, CommitIo, CycleOp, IoBackend};
+use crate::shard_log::{LogInner, Prepared};
+use crate::sync::Arc;
+
+/// When an append is acknowledged, and what readers may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledge after `fdatasync` (the default). Nothing acknowledged is ever lost.
+    #[default]
+    Sync,
+    /// Acknowledge after the write reaches the page cache; `fdatasync` every `interval_ms`.
+    /// A machine crash may lose up to the last interval of acknowledged records.
+    Interval { interval_ms: u64 },
+    /// Acknowledge after the write; never sync except when sealing. Benchmarks only.
+    None,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sync" => Ok(Durability::Sync),
+            "none" => Ok(Durability::None),
+            other => match other.strip_prefix("interval:").map(str::parse::<u64>) {
+                Some(Ok(ms)) if ms > 0 => Ok(Durability::Interval { interval_ms: ms }),
+                _ => Err(format!(
+                    "unknown durability {other:?}; expected sync, interval:<ms> or none"
+                )),
+            },
+        }
+    }
+}
+
+/// Settings of a commit group.
+#[derive(Debug, Clone, Default)]
+pub struct CommitConfig {
+    pub durability: Durability,
+    pub io_backend: IoBackend,
+}
+
+pub(crate) type Queue = DirtyQueue<Arc<LogInner>>;
+
+/// A committing thread and the logs it serves. Dropping the group commits what is queued
+/// and stops the thread; logs opened in it then refuse appends.
+#[derive(Debug)]
+pub struct CommitGroup {
+    queue: Arc<Queue>,
+    durability: Durability,
+    backend_name: &'static str,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CommitGroup {
+    /// Starts the committing thread and its I/O backend.
+    pub fn start(config: CommitConfig) -> Result<Self> {
+        let queue = Arc::new(Queue::new());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread_queue = Arc::clone(&queue);
+        let durability = config.durability;
+        let thread = std::thread::Builder::new()
+            .name("riffle-commit".into())
+            .spawn(move || match io::commit_io(config.io_backend) {
+                Ok(io) => {
+                    let _ = ready_tx.send(Ok(io.name()));
+                    run(&thread_queue, durability, io);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| Error::io("riffle-commit thread", e))?;
+        let backend_name = ready_rx.recv().map_err(|_| Error::Closed)??;
+        Ok(CommitGroup { queue, durability, backend_name, thread: Some(thread) })
+    }
+
+    /// The I/O backend in use: `"io_uring"` or `"std"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend_name
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    pub(crate) fn queue(&self) -> &Arc<Queue> {
+        &self.queue
+    }
+}
+
+impl Drop for CommitGroup {
+    fn drop(&mut self) {
+        self.queue.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The committer's loop.
+fn run(queue: &Queue, durability: Durability, mut io: Box<dyn CommitIo>) {
+    let interval = match durability {
+        Durability::Interval { interval_ms } => Some(Duration::from_millis(interval_ms)),
+        _ => None,
+    };
+    let mut unsynced: Vec<Arc<LogInner>> = Vec::new();
+    let mut last_sync = Instant::now();
+    loop {
+        let (logs, stopping) = match queue.take(interval) {
+            Taken::Items(items) => (items, false),
+            Taken::Shutdown(items) => (items, true),
+        };
+        let sync_due = interval.is_some_and(|i| last_sync.elapsed() >= i) || stopping;
+        cycle(&mut *io, durability, logs, sync_due, &mut unsynced);
+        if sync_due && interval.is_some() {
+            sync_unsynced(&mut *io, &mut unsynced);
+            last_sync = Instant::now();
+        }
+        if stopping {
+            sync_unsynced(&mut *io, &mut unsynced);
+            return;
+        }
+    }
+}
+
+/// One commit cycle over the dirty logs.
+fn cycle(
+    io: &mut dyn CommitIo,
+    durability: Durability,
+    logs: Vec<Arc<LogInner>>,
+    sync_due: bool,
+    unsynced: &mut Vec<Arc<LogInner>>,
+) {
+    if logs.is_empty() {
+        return;
+    }
+    let sync = match durability {
+        Durability::Sync => true,
+        Durability::Interval { .. } => sync_due,
+        Durability::None => false,
+    };
+    let mut prepared: Vec<(Arc<LogInner>, Prepared)> = Vec::with_capacity(logs.len());
+    let mut ops: Vec<CycleOp> = Vec::with_capacity(logs.len());
+    for log in logs {
+        if let Some((p, op)) = log.prepare(io, sync) {
+            prepared.push((log, p));
+            ops.push(op);
+        }
+    }
+    io.run(&mut ops);
+    for ((log, p), op) in prepared.into_iter().zip(ops) {
+        let ok = op.result.is_ok();
+        log.finish(p, op);
+        if ok && !sync && matches!(durability, Durability::Interval { .. }) {
+            if !unsynced.iter().any(|l| Arc::ptr_eq(l, &log)) {
+                unsynced.push(log);
+            }
+        }
+    }
+}
+
+/// `Interval` mode: sync every log written since the last sync, all together.
+fn sync_unsynced(io: &mut dyn CommitIo, unsynced: &mut Vec<Arc<LogInner>>) {
+    let mut ops: Vec<CycleOp> = Vec::new();
+    let mut logs = Vec::new();
+    for log in unsynced.drain(..) {
+        if let Some(op) = log.sync_op() {
+            ops.push(op);
+            logs.push(log);
+        }
+    }
+    io.run(&mut ops);
+    for (log, op) in logs.into_iter().zip(ops) {
+        if let Err(e) = op.result {
+            log.poison(&e);
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The group-commit hand-off between producers and the committing thread.
+//!
+//! - [`Completion`]: a one-shot result a producer waits for, either blocking ([`wait`]) or
+//!   as a future (so a reactor never blocks). The committer completes every waiter of a
+//!   cycle after that cycle's one write and one sync.
+//! - [`DirtyQueue`]: the set of logs with pending appends. A producer that makes a log
+//!   dirty enqueues it (once, until the committer takes it) and wakes the committer; the
+//!   committer takes the whole set at the start of a cycle.
+//!
+//! # Invariants (model-checked in `tests/loom_group_commit.rs`)
+//! - No lost wake-up: an item marked after the committer took the set is in the next set.
+//! - Every completion is completed exactly once, and a waiter that arrives after completion
+//!   returns at once.
+//!
+//! [`wait`]: Completion::wait
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crate::sync::{lock, Condvar, Mutex};
+
+/// A result delivered once by the committer to one waiting producer.
+#[derive(Debug)]
+pub struct Completion<T> {
+    state: Mutex<CompletionState<T>>,
+    ready: Condvar,
+}
+
+#[derive(Debug)]
+struct CompletionState<T> {
+    result: Option<T>,
+    taken: bool,
+    waker: Option<Waker>,
+}
+
+impl<T> Default for Completion<T> {
+    fn default() -> Self {
+        Completion {
+            state: Mutex::new(CompletionState { result: None, taken: false, waker: None }),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+impl<T> Completion<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Delivers the result. Committer only; exactly once.
+    pub fn complete(&self, result: T) {
+        let waker = {
+            let mut state = lock(&self.state);
+            assert!(state.result.is_none() && !state.taken, "completion completed twice");
+            state.result = Some(result);
+            state.waker.take()
+        };
+        self.ready.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Blocks until the result arrives, then takes it.
+    pub fn wait(&self) -> T {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(result) = state.result.take() {
+                state.taken = true;
+                return result;
+            }
+            assert!(!state.taken, "completion result taken twice");
+            #[cfg(loom)]
+            {
+                state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            #[cfg(not(loom))]
+            {
+                state = self.ready.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        }
+    }
+
+    /// True once the result has arrived (and not been taken).
+    pub fn is_ready(&self) -> bool {
+        lock(&self.state).result.is_some()
+    }
+
+    /// Polls for the result; registers the task's waker otherwise.
+    pub fn poll_result(&self, cx: &mut Context<'_>) -> Poll<T> {
+        let mut state = lock(&self.state);
+        match state.result.take() {
+            Some(result) => {
+                state.taken = true;
+                Poll::Ready(result)
+            }
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A future over a shared completion.
+pub struct CompletionFuture<T> {
+    pub(crate) completion: crate::sync::Arc<Completion<T>>,
+}
+
+impl<T> Future for CompletionFuture<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        self.completion.poll_result(cx)
+    }
+}
+
+/// Items (logs) waiting for the committer, and the committer's wake-up.
+#[derive(Debug)]
+pub struct DirtyQueue<T> {
+    state: Mutex<DirtyState<T>>,
+    wake: Condvar,
+}
+
+#[derive(Debug)]
+struct DirtyState<T> {
+    items: Vec<T>,
+    shutdown: bool,
+}
+
+impl<T> Default for DirtyQueue<T> {
+    fn default() -> Self {
+        DirtyQueue {
+            state: Mutex::new(DirtyState { items: Vec::new(), shutdown: false }),
+            wake: Condvar::new(),
+        }
+    }
+}
+
+/// What the committer got from [`DirtyQueue::take`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken<T> {
+    /// Items to commit (possibly empty after a timeout).
+    Items(Vec<T>),
+    /// Shut down, with the items that were still queued (commit them, then stop).
+    Shutdown(Vec<T>),
+}
+
+impl<T> DirtyQueue<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Enqueues an item and wakes the committer. The caller guarantees an item is queued
+    /// at most once until taken (the log's `enqueued` flag).
+    pub fn mark(&self, item: T) {
+        let mut state = lock(&self.state);
+        state.items.push(item);
+        let first = state.items.len() == 1;
+        drop(state);
+        if first {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes every queued item, waiting up to `timeout` for one to arrive (forever if
+    /// `None`).
+    pub fn take(&self, timeout: Option<Duration>) -> Taken<T> {
+        let mut state = lock(&self.state);
+        if state.items.is_empty() && !state.shutdown {
+            state = match timeout {
+                None => self.wait(state),
+                Some(t) => self.wait_timeout(state, t),
+            };
+        }
+        let items = std::mem::take(&mut state.items);
+        if state.shutdown {
+            Taken::Shutdown(items)
+        } else {
+            Taken::Items(items)
+        }
+    }
+
+    #[cfg(not(loom))]
+    fn wait<'a>(
+        &self,
+        guard: crate::sync::MutexGuard<'a, DirtyState<T>>,
+    ) -> crate::sync::MutexGuard<'a, DirtyState<T>> {
+        self.wake
+            .wait_while(guard, |s| s.items.is_empty() && !s.shutdown)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    #[cfg(not(loom))]
+    fn wait_timeout<'a>(
+        &self,
+        guard: crate::sync::MutexGuard<'a, DirtyState<T>>,
+        timeout: Duration,
+    ) -> crate::sync::MutexGuard<'a, DirtyState<T>> {
+        self.wake
+            .wait_timeout_while(guard, timeout, |s| s.items.is_empty() && !s.shutdown)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+    }
+
+    #[cfg(loom)]
+    fn wait<'a>(
+        &self,
+        mut guard: crate::sync::MutexGuard<'a, DirtyState<T>>,
+    ) -> crate::sync::MutexGuard<'a, DirtyState<T>> {
+        while guard.items.is_empty() && !guard.shutdown {
+            guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+        guard
+    }
+
+    #[cfg(loom)]
+    fn wait_timeout<'a>(
+        &self,
+        guard: crate::sync::MutexGuard<'a, DirtyState<T>>,
+        _timeout: Duration,
+    ) -> crate::sync::MutexGuard<'a, DirtyState<T>> {
+        // loom has no time; a timed wait is modelled as a wait for an event.
+        self.wait(guard)
+    }
+
+    /// Asks the committer to stop after committing what is queued.
+    pub fn shutdown(&self) {
+        lock(&self.state).shutdown = true;
+        self.wake.notify_all();
+    }
+}

@@ -1,0 +1,206 @@
+//! The narrow boundary through which the engine does file I/O.
+//!
+//! Everything the engine does to files goes through [`DataFile`] (positioned read and write,
+//! `fdatasync`, `set_len`) and the directory helpers here (create, rename, remove, directory
+//! sync). The commit path batches its writes and syncs into one [`CommitIo::run`] call per
+//! cycle, which a backend is free to execute concurrently:
+//!
+//! - [`std_file::StdIo`]: `pwrite` and `fdatasync`, one after another. Used by embedders
+//!   and tests, and wherever io_uring is unavailable.
+//! - `uring::UringIo` (feature `io-uring`, on by default): submits every file's writes and
+//!   syncs of a cycle to io_uring at once through tokio-uring, so that the syncs of many
+//!   segments overlap in the block layer instead of queueing one behind another.
+//!
+//! The backend is chosen when a commit group starts ([`IoBackend`]). `Auto` tries io_uring
+//! and falls back to std with one log line if the kernel refuses it (old kernel, seccomp,
+//! gVisor).
+
+pub(crate) mod std_file;
+#[cfg(feature = "io-uring")]
+pub(crate) mod uring;
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// Which implementation runs the commit path's writes and syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoBackend {
+    /// io_uring if the kernel allows it, otherwise std (logged once).
+    #[default]
+    Auto,
+    /// Plain positioned writes and `fdatasync`.
+    Std,
+    /// io_uring through tokio-uring; opening fails if it is unavailable.
+    Uring,
+}
+
+impl std::str::FromStr for IoBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(IoBackend::Auto),
+            "std" => Ok(IoBackend::Std),
+            "uring" | "io-uring" | "io_uring" => Ok(IoBackend::Uring),
+            other => Err(format!("unknown I/O backend {other:?}; expected auto, std or uring")),
+        }
+    }
+}
+
+static NEXT_FILE_UID: AtomicU64 = AtomicU64::new(1);
+
+/// An open data file (a segment log). Positioned I/O only; no cursor.
+#[derive(Debug)]
+pub struct DataFile {
+    path: PathBuf,
+    file: File,
+    /// Process-unique id, so a backend can cache its own handle for this file.
+    uid: u64,
+}
+
+impl DataFile {
+    /// Opens an existing file for reading and writing.
+    pub(crate) fn open(path: &Path) -> Result<Arc<Self>> {
+        let file =
+            OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(path, e))?;
+        Ok(Self::wrap(path, file))
+    }
+
+    /// Creates a new file; fails if it exists.
+    pub(crate) fn create_new(path: &Path) -> Result<Arc<Self>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Self::wrap(path, file))
+    }
+
+    fn wrap(path: &Path, file: File) -> Arc<Self> {
+        Arc::new(DataFile {
+            path: path.to_path_buf(),
+            file,
+            uid: NEXT_FILE_UID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn uid(&self) -> u64 {
+        self.uid
+    }
+
+    pub(crate) fn std_file(&self) -> &File {
+        &self.file
+    }
+
+    pub(crate) fn len(&self) -> Result<u64> {
+        Ok(self.file.metadata().map_err(|e| Error::io(&self.path, e))?.len())
+    }
+
+    pub(crate) fn write_all_at(&self, bytes: &[u8], file_offset: u64) -> Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, file_offset)
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    pub(crate) fn read_exact_at(&self, buf: &mut [u8], file_offset: u64) -> Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, file_offset)
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    pub(crate) fn sync_data(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+
+    pub(crate) fn set_len(&self, len: u64) -> Result<()> {
+        self.file.set_len(len).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Makes a directory entry change (create, rename, unlink) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+}
+
+/// Renames `from` to `to` (atomically replacing `to`).
+pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| Error::io(from, e))
+}
+
+/// Removes a file; a missing file is not an error.
+pub(crate) fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// One file's share of a commit cycle: bytes to write at an offset, then maybe a sync.
+/// The buffer is owned so that an io_uring backend can hand it to the kernel; it comes
+/// back to the log for reuse.
+#[derive(Debug)]
+pub(crate) struct CycleOp {
+    pub file: Arc<DataFile>,
+    pub file_offset: u64,
+    pub buf: Vec<u8>,
+    /// Bytes of `buf` to write: `buf[range]`.
+    pub range: std::ops::Range<usize>,
+    pub sync: bool,
+    /// Filled in by the backend.
+    pub result: Result<()>,
+}
+
+/// Runs the I/O of one commit cycle. Lives on the committing thread.
+pub(crate) trait CommitIo {
+    /// Performs every op: its write, then (if asked) its `fdatasync`. Ops on different
+    /// files may run concurrently. Each op's `result` says how it went.
+    fn run(&mut self, ops: &mut [CycleOp]);
+
+    /// Forgets any cached state for a file that will not be written again.
+    fn forget(&mut self, file_uid: u64);
+
+    /// A short name for logs and benchmark reports.
+    fn name(&self) -> &'static str;
+}
+
+/// Builds the backend for a committing thread. Must be called on that thread (io_uring
+/// rings are per thread).
+pub(crate) fn commit_io(backend: IoBackend) -> Result<Box<dyn CommitIo>> {
+    match backend {
+        IoBackend::Std => Ok(Box::new(std_file::StdIo)),
+        #[cfg(feature = "io-uring")]
+        IoBackend::Uring => uring::UringIo::new()
+            .map(|u| Box::new(u) as Box<dyn CommitIo>)
+            .map_err(|e| Error::Config(format!("io_uring is unavailable: {e}"))),
+        #[cfg(not(feature = "io-uring"))]
+        IoBackend::Uring => Err(Error::Config(
+            "this build has no io_uring backend (feature `io-uring` is off)".into(),
+        )),
+        #[cfg(feature = "io-uring")]
+        IoBackend::Auto => match uring::UringIo::new() {
+            Ok(u) => Ok(Box::new(u)),
+            Err(e) => {
+                log_fallback(&e);
+                Ok(Box::new(std_file::StdIo))
+            }
+        },
+        #[cfg(not(feature = "io-uring"))]
+        IoBackend::Auto => Ok(Box::new(std_file::StdIo)),
+    }
+}
+
+#[cfg(feature = "io-uring")]
+fn log_fallback(e: &std::io::Error) {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(error = %e, "io_uring is unavailable here; using std file I/O (pwrite + fdatasync)");
+    });
+}

@@ -1,0 +1,27 @@
+//! The std backend: `pwrite` then `fdatasync`, one file after another.
+
+use super::{CommitIo, CycleOp};
+
+/// Plain positioned writes and syncs on the committing thread.
+pub(crate) struct StdIo;
+
+impl CommitIo for StdIo {
+    fn run(&mut self, ops: &mut [CycleOp]) {
+        // Write everything first, then sync: the kernel can start writeback of later files
+        // while the first sync waits.
+        for op in ops.iter_mut() {
+            op.result = op.file.write_all_at(&op.buf[op.range.clone()], op.file_offset);
+        }
+        for op in ops.iter_mut() {
+            if op.sync && op.result.is_ok() {
+                op.result = op.file.sync_data();
+            }
+        }
+    }
+
+    fn forget(&mut self, _file_uid: u64) {}
+
+    fn name(&self) -> &'static str {
+        "std"
+    }
+}

@@ -1,0 +1,135 @@
+//! The io_uring backend, on tokio-uring.
+//!
+//! Each committing thread owns one tokio-uring runtime (built with `Runtime::new`, which
+//! returns an error where io_uring is blocked; `tokio_uring::start` would panic). A cycle
+//! submits every file's write-then-`fdatasync` chain as one task and waits for all of them,
+//! so N segments' syncs are in flight together.
+//!
+//! tokio-uring's `File` is not `Send`, so the runtime-side handle of each segment file is a
+//! `dup` of the std descriptor, cached here by the file's uid and dropped by `forget` when
+//! the segment is sealed or closed.
+
+use std::collections::HashMap;
+use std::io;
+
+use tokio_uring::buf::BoundedBuf;
+
+use super::{CommitIo, CycleOp};
+use crate::error::Error;
+
+pub(crate) struct UringIo {
+    runtime: tokio_uring::Runtime,
+    files: HashMap<u64, std::rc::Rc<tokio_uring::fs::File>>,
+}
+
+impl UringIo {
+    pub(crate) fn new() -> io::Result<Self> {
+        let runtime = tokio_uring::Runtime::new(tokio_uring::builder().entries(256))?;
+        Ok(UringIo { runtime, files: HashMap::new() })
+    }
+
+    fn handle(&mut self, op: &CycleOp) -> io::Result<std::rc::Rc<tokio_uring::fs::File>> {
+        if let Some(f) = self.files.get(&op.file.uid()) {
+            return Ok(f.clone());
+        }
+        let std_file = op.file.std_file().try_clone()?;
+        let file = std::rc::Rc::new(tokio_uring::fs::File::from_std(std_file));
+        self.files.insert(op.file.uid(), file.clone());
+        Ok(file)
+    }
+}
+
+async fn write_then_sync(
+    file: std::rc::Rc<tokio_uring::fs::File>,
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+    file_offset: u64,
+    sync: bool,
+) -> (io::Result<()>, Vec<u8>) {
+    let (result, slice) = file.write_all_at(buf.slice(range), file_offset).await;
+    let buf = slice.into_inner();
+    if let Err(e) = result {
+        return (Err(e), buf);
+    }
+    if sync {
+        if let Err(e) = file.sync_data().await {
+            return (Err(e), buf);
+        }
+    }
+    (Ok(()), buf)
+}
+
+impl CommitIo for UringIo {
+    fn run(&mut self, ops: &mut [CycleOp]) {
+        let mut tasks = Vec::with_capacity(ops.len());
+        for op in ops.iter_mut() {
+            match self.handle(op) {
+                Ok(file) => {
+                    let buf = std::mem::take(&mut op.buf);
+                    tasks.push(Some((file, buf)));
+                }
+                Err(e) => {
+                    op.result = Err(Error::io(op.file.path(), e));
+                    tasks.push(None);
+                }
+            }
+        }
+        let results = self.runtime.block_on(async {
+            let mut handles = Vec::with_capacity(tasks.len());
+            for (task, op) in tasks.into_iter().zip(ops.iter()) {
+                handles.push(task.map(|(file, buf)| {
+                    tokio_uring::spawn(write_then_sync(
+                        file,
+                        buf,
+                        op.range.clone(),
+                        op.file_offset,
+                        op.sync,
+                    ))
+                }));
+            }
+            let mut results = Vec::with_capacity(handles.len());
+            for handle in handles {
+                results.push(match handle {
+                    Some(h) => Some(h.await),
+                    None => None,
+                });
+            }
+            results
+        });
+        for (op, result) in ops.iter_mut().zip(results) {
+            match result {
+                Some(Ok((r, buf))) => {
+                    op.buf = buf;
+                    op.result = r.map_err(|e| Error::io(op.file.path(), e));
+                }
+                Some(Err(join_error)) => {
+                    op.result =
+                        Err(Error::io(op.file.path(), io::Error::other(join_error.to_string())));
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn forget(&mut self, file_uid: u64) {
+        if let Some(file) = self.files.remove(&file_uid) {
+            // Close inside the runtime so the descriptor is released now, not "eventually".
+            if let Ok(file) = std::rc::Rc::try_unwrap(file) {
+                let _ = self.runtime.block_on(file.close());
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "io_uring"
+    }
+}
+
+impl Drop for UringIo {
+    fn drop(&mut self) {
+        let uids: Vec<u64> = self.files.keys().copied().collect();
+        for uid in uids {
+            self.forget(uid);
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! The log of one shard: its segments, its appenders, its readers.
+//!
+//! Three watermarks, in positions (record numbers within the shard):
+//!
+//! - **appended**: the next position to assign; moved by producers under the pending lock.
+//! - **written**: bytes handed to the file; moved by the committer only.
+//! - **durable**: readable and acknowledged; published by the committer only, after the
+//!   write (and, under `sync`, the `fdatasync`) of everything below it.
+//!
+//! # Invariants
+//! - `durable <= written <= appended`.
+//! - The next segment's base is the previous segment's end position.
+//! - Readers touch only bytes below a segment's published durable length, with no lock:
+//!   an acquire load of the watermark, and an `ArcSwap` load of the segment list.
+//! - Arrival timestamps never decrease within a shard: each append takes
+//!   `max(clock, previous timestamp)`, so the time index is sorted.
+//!
+//! Thread use: `append`, `read`, and the position queries may be called from any thread;
+//! the commit path runs on the log's commit group thread.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arc_swap::ArcSwap;
+
+use crate::batch::{BatchBuilder, BatchHeader, EncodedBatches, Record, BATCH_HEADER_BYTES};
+use crate::clock::{Clock, SystemClock};
+use crate::constants::{
+    BATCH_BYTES_MAX, BATCH_BYTES_TARGET_DEFAULT, INDEX_INTERVAL_BYTES_DEFAULT,
+    SEGMENT_AGE_MS_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+};
+use crate::error::{Error, Result};
+use crate::group_commit::{CommitGroup, Queue};
+use crate::handoff::{Completion, CompletionFuture};
+use crate::io::{self, CommitIo, CycleOp};
+use crate::segment::{self, Segment, SegmentRead, SEGMENT_HEADER_BYTES};
+use crate::sync::{lock, Arc, Mutex};
+use crate::watermark::Watermark;
+
+/// Settings of one shard log.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Preallocated size of each segment file (64 KiB..=1 GiB, default 128 MiB).
+    pub segment_bytes: u64,
+    /// Log bytes between two sparse index entries (default 4 KiB).
+    pub index_interval_bytes: u32,
+    /// Size at which an open batch is closed and the next record starts a new one.
+    pub batch_bytes_target: usize,
+    /// Age at which the active segment is rolled even if not full (default 1 hour).
+    pub segment_age_ms: u64,
+    /// Source of arrival timestamps and segment ages.
+    pub clock: std::sync::Arc<dyn Clock>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            batch_bytes_target: BATCH_BYTES_TARGET_DEFAULT,
+            segment_age_ms: SEGMENT_AGE_MS_DEFAULT,
+            clock: std::sync::Arc::new(SystemClock),
+        }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<()> {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(Error::Config(format!(
+                "segment size {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX} bytes",
+                self.segment_bytes
+            )));
+        }
+        if self.index_interval_bytes == 0 {
+            return Err(Error::Config("index interval must be at least 1 byte".into()));
+        }
+        let room = (self.segment_bytes - SEGMENT_HEADER_BYTES) as usize;
+        if self.batch_bytes_target < BATCH_HEADER_BYTES
+            || self.batch_bytes_target > room.min(BATCH_BYTES_MAX)
+        {
+            return Err(Error::Config(format!(
+                "batch target {} must be between {BATCH_HEADER_BYTES} and {} bytes",
+                self.batch_bytes_target,
+                room.min(BATCH_BYTES_MAX)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The acknowledgement of an append: wait for it (blocking or `.await`).
+#[must_use = "an append is acknowledged only when its ticket completes"]
+#[derive(Debug)]
+pub struct AppendTicket {
+    /// Position of the first appended record; the rest follow contiguously.
+    pub first_position: u64,
+    /// Number of records appended.
+    pub count: u32,
+    completion: Arc<Completion<Result<()>>>,
+}
+
+impl AppendTicket {
+    /// Blocks until the records are durable (under the group's durability mode). Returns
+    /// the first record's position, or the commit error (nothing was acknowledged).
+    pub fn wait(self) -> Result<u64> {
+        self.completion.wait().map(|()| self.first_position)
+    }
+
+    /// True once the outcome is known.
+    pub fn is_done(&self) -> bool {
+        self.completion.is_ready()
+    }
+
+    /// The outcome as a future, for async callers.
+    pub fn into_future(self) -> impl std::future::Future<Output = Result<u64>> {
+        let first = self.first_position;
+        let fut = CompletionFuture { completion: self.completion };
+        async move { fut.await.map(|()| first) }
+    }
+}
+
+/// What producers share, under the pending lock.
+#[derive(Debug)]
+struct Pending {
+    builder: BatchBuilder,
+    /// The appended watermark: next position to assign.
+    next_position: u64,
+    last_timestamp_ms: u64,
+    waiters: Vec<Arc<Completion<Result<()>>>>,
+    /// True while the log sits in the commit group's dirty queue.
+    enqueued: bool,
+    state: LogState,
+}
+
+#[derive(Debug, Clone)]
+enum LogState {
+    Open,
+    Sealed,
+    Closed,
+    Poisoned(std::sync::Arc<str>),
+}
+
+/// The committer's state; locked only by the commit thread (and by `seal`/`close`).
+#[derive(Debug)]
+struct Writer {
+    /// The segment being appended to; `None` after a seal or before the first append.
+    active: Option<std::sync::Arc<Segment>>,
+    /// Bytes written to the active segment (header included): the written watermark.
+    written_len: u64,
+    spare: EncodedBatches,
+}
+
+/// A log's share of a commit cycle, between `prepare` and `finish`.
+pub(crate) struct Prepared {
+    segment: std::sync::Arc<Segment>,
+    placed: Vec<(u64, BatchHeader)>,
+    batches: Vec<(usize, BatchHeader)>,
+    waiters: Vec<Arc<Completion<Result<()>>>>,
+}
+
+/// Shared state of one log.
+#[derive(Debug)]
+pub(crate) struct LogInner {
+    dir: PathBuf,
+    config: LogConfig,
+    pending: Mutex<Pending>,
+    writer: Mutex<Writer>,
+    segments: ArcSwap<Vec<std::sync::Arc<Segment>>>,
+    durable: Watermark,
+    queue: Arc<Queue>,
+    _lock: File,
+}
+
+/// The durable, segmented log of one shard. Cheap to clone; clones share the log.
+#[derive(Debug, Clone)]
+pub struct ShardLog {
+    inner: Arc<LogInner>,
+}
+
+impl ShardLog {
+    /// Opens (creating if needed) the log in `dir`, recovering it from what is on disk, and
+    /// attaches it to `group`, whose thread will commit its appends.
+    pub fn open(dir: &Path, config: LogConfig, group: &CommitGroup) -> Result<ShardLog> {
+        config.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock_path = dir.join("LOCK");
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked { path: dir.to_path_buf() })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        let segments = crate::recovery::open_segments(dir, config.index_interval_bytes)?;
+        let end = segments.last().map_or(0, |s| s.end_position());
+        let last_timestamp_ms = match segments.last() {
+            Some(s) => s.max_timestamp_ms()?.unwrap_or(0),
+            None => 0,
+        };
+        let (active, written_len) = match segments.last() {
+            Some(s) if !s.is_sealed() => (Some(std::sync::Arc::clone(s)), s.durable_len()),
+            _ => (None, 0),
+        };
+        let inner = LogInner {
+            dir: dir.to_path_buf(),
+            pending: Mutex::new(Pending {
+                builder: BatchBuilder::with_capacity(
+                    config.batch_bytes_target + BATCH_HEADER_BYTES,
+                ),
+                next_position: end,
+                last_timestamp_ms,
+                waiters: Vec::new(),
+                enqueued: false,
+                state: LogState::Open,
+            }),
+            writer: Mutex::new(Writer { active, written_len, spare: EncodedBatches::default() }),
+            segments: ArcSwap::from_pointee(segments),
+            durable: Watermark::new(end),
+            queue: Arc::clone(group.queue()),
+            config,
+            _lock: lock_file,
+        };
+        Ok(ShardLog { inner: Arc::new(inner) })
+    }
+
+    /// Appends records as one unit: they get contiguous positions and are acknowledged
+    /// together. Returns at once; the ticket completes after the commit.
+    pub fn append(&self, records: &[Record<'_>]) -> Result<AppendTicket> {
+        if records.is_empty() {
+            return Err(Error::InvalidArgument("an append needs at least one record".into()));
+        }
+        let room =
+            (self.inner.config.segment_bytes - SEGMENT_HEADER_BYTES) as usize - BATCH_HEADER_BYTES;
+        for r in records {
+            r.check_bounds().map_err(Error::InvalidArgument)?;
+            if r.encoded_bytes() > room {
+                return Err(Error::InvalidArgument(format!(
+                    "a record of {} bytes does not fit in a segment of {} bytes",
+                    r.encoded_bytes(),
+                    self.inner.config.segment_bytes
+                )));
+            }
+        }
+        let count = u32::try_from(records.len())
+            .map_err(|_| Error::InvalidArgument("too many records in one append".into()))?;
+        let completion = Arc::new(Completion::new());
+        let target = self.inner.config.batch_bytes_target;
+        let mut pending = lock(&self.inner.pending);
+        pending.check_open()?;
+        let now = self.inner.config.clock.now_ms();
+        let timestamp_ms = now.max(pending.last_timestamp_ms);
+        pending.last_timestamp_ms = timestamp_ms;
+        let first_position = pending.next_position;
+        for r in records {
+            let open = pending.builder.open_batch_bytes();
+            if !pending.builder.has_open_batch()
+                || (open > BATCH_HEADER_BYTES && open + r.encoded_bytes() > target)
+            {
+                let base = pending.next_position;
+                pending.builder.begin(base);
+            }
+            pending.builder.push(r, timestamp_ms);
+            pending.next_position += 1;
+        }
+        pending.waiters.push(Arc::clone(&completion));
+        let enqueue = !pending.enqueued;
+        pending.enqueued = true;
+        drop(pending);
+        if enqueue {
+            self.inner.queue.mark(Arc::clone(&self.inner));
+        }
+        Ok(AppendTicket { first_position, count, completion })
+    }
+
+    /// Appends and waits for the acknowledgement; returns the first position.
+    pub fn append_wait(&self, records: &[Record<'_>]) -> Result<u64> {
+        self.append(records)?.wait()
+    }
+
+    /// Waits until everything appended before this call is durable.
+    pub fn flush(&self) -> Result<()> {
+        let completion = Arc::new(Completion::new());
+        let mut pending = lock(&self.inner.pending);
+        if let LogState::Poisoned(reason) = &pending.state {
+            return Err(Error::Poisoned { reason: reason.clone() });
+        }
+        if pending.next_position == self.inner.durable.load() && !pending.enqueued {
+            return Ok(());
+        }
+        pending.waiters.push(Arc::clone(&completion));
+        let enqueue = !pending.enqueued;
+        pending.enqueued = true;
+        drop(pending);
+        if enqueue {
+            self.inner.queue.mark(Arc::clone(&self.inner));
+        }
+        completion.wait()
+    }
+
+    /// Reads whole batches from the one containing `position`, about `max_bytes` at most
+    /// (always at least one batch), from a single segment. The bytes borrow the segment's
+    /// mapping. `None` when `position` is at or past the durable end. A position before the
+    /// first retained record reads from the first retained record.
+    pub fn read(&self, position: u64, max_bytes: usize) -> Result<Option<SegmentRead>> {
+        let max_bytes = max_bytes.min(crate::constants::READ_BYTES_MAX);
+        if position >= self.inner.durable.load() {
+            return Ok(None);
+        }
+        let segments = self.inner.segments.load();
+        let at = segments.partition_point(|s| s.base_position <= position);
+        let start = at.saturating_sub(1);
+        for segment in &segments[start..] {
+            if let Some(read) = segment.read(position, max_bytes)? {
+                return Ok(Some(read));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first position whose record arrived at or after `timestamp_ms`, or `None` if no
+    /// durable record did.
+    pub fn position_at_timestamp(&self, timestamp_ms: u64) -> Result<Option<u64>> {
+        for segment in self.inner.segments.load().iter() {
+            if let Some(p) = segment.position_at_timestamp(timestamp_ms)? {
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
+    }
+
+    /// First retained position (the start of the oldest segment).
+    pub fn start_position(&self) -> u64 {
+        self.inner
+            .segments
+            .load()
+            .first()
+            .map_or_else(|| self.inner.durable.load(), |s| s.base_position)
+    }
+
+    /// One past the last durable (readable, acknowledged) position.
+    pub fn end_position(&self) -> u64 {
+        self.inner.durable.load()
+    }
+
+    /// One past the last appended (not necessarily durable) position.
+    pub fn appended_position(&self) -> u64 {
+        lock(&self.inner.pending).next_position
+    }
+
+    /// Number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.inner.segments.load().len()
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Seals the log: waits for pending appends, then closes it for writes for good (as a
+    /// parent shard after a split or merge) and seals the active segment.
+    pub fn seal(&self) -> Result<()> {
+        self.flush()?;
+        lock(&self.inner.pending).state = LogState::Sealed;
+        self.flush()?;
+        let mut writer = lock(&self.inner.writer);
+        if let Some(active) = writer.active.take() {
+            active.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for pending appends, flushes the active segment's indexes and refuses further
+    /// appends. Dropping the last handle without closing is also safe: recovery handles it.
+    pub fn close(&self) -> Result<()> {
+        self.flush()?;
+        lock(&self.inner.pending).state = LogState::Closed;
+        let writer = lock(&self.inner.writer);
+        if let Some(active) = &writer.active {
+            active.flush_indexes()?;
+        }
+        Ok(())
+    }
+
+    /// The reason the log stopped taking writes, if a commit failed.
+    pub fn poisoned(&self) -> Option<std::sync::Arc<str>> {
+        match &lock(&self.inner.pending).state {
+            LogState::Poisoned(reason) => Some(reason.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Pending {
+    fn check_open(&self) -> Result<()> {
+        match &self.state {
+            LogState::Open => Ok(()),
+            LogState::Sealed => Err(Error::Sealed),
+            LogState::Closed => Err(Error::Closed),
+            LogState::Poisoned(reason) => Err(Error::Poisoned { reason: reason.clone() }),
+        }
+    }
+}
+
+impl LogInner {
+    /// Takes the log's pending batches and turns them into this cycle's write. Rolls
+    /// segments as needed (rare; done here, synchronously). Returns `None` if there is
+    /// nothing to write (waiters are then completed at once).
+    pub(crate) fn prepare(
+        self: &Arc<Self>,
+        io: &mut dyn CommitIo,
+        sync: bool,
+    ) -> Option<(Prepared, CycleOp)> {
+        let mut writer = lock(&self.writer);
+        let spare = std::mem::take(&mut writer.spare);
+        let (encoded, waiters) = {
+            let mut pending = lock(&self.pending);
+            pending.enqueued = false;
+            if let LogState::Poisoned(reason) = &pending.state {
+                let error = Error::Poisoned { reason: reason.clone() };
+                let waiters = std::mem::take(&mut pending.waiters);
+                drop(pending);
+                waiters.iter().for_each(|w| w.complete(Err(error.clone())));
+                return None;
+            }
+            (pending.builder.take(spare), std::mem::take(&mut pending.waiters))
+        };
+        if encoded.batches.is_empty() {
+            writer.spare = encoded;
+            drop(writer);
+            waiters.iter().for_each(|w| w.complete(Ok(())));
+            return None;
+        }
+        match self.place(&mut writer, io, &encoded) {
+            Ok((segment, placed, range_start)) => {
+                let file_offset = placed[0].0;
+                let op = CycleOp {
+                    file: std::sync::Arc::clone(segment.file()),
+                    file_offset,
+                    range: range_start..encoded.bytes.len(),
+                    buf: encoded.bytes,
+                    sync,
+                    result: Ok(()),
+                };
+                Some((Prepared { segment, placed, batches: encoded.batches, waiters }, op))
+            }
+            Err(e) => {
+                drop(writer);
+                self.poison(&e);
+                waiters.iter().for_each(|w| w.complete(Err(e.clone())));
+                None
+            }
+        }
+    }
+
+    /// Assigns the cycle's batches to segments and file offsets. Batches that do not fit in
+    /// the active segment trigger a roll: the batches before them are written and synced
+    /// here, the segment is sealed, and a new one starts at the next batch's position.
+    /// Returns the segment for the cycle's write, the placed batches, and where in the
+    /// buffer the write starts.
+    fn place(
+        self: &Arc<Self>,
+        writer: &mut Writer,
+        io: &mut dyn CommitIo,
+        encoded: &EncodedBatches,
+    ) -> Result<(std::sync::Arc<Segment>, Vec<(u64, BatchHeader)>, usize)> {
+        let first_base = encoded.batches[0].1.base_position;
+        let now = self.config.clock.now_ms();
+        let aged = writer.active.as_ref().is_some_and(|s| {
+            s.end_position() > s.base_position
+                && now.saturating_sub(s.created_ms) >= self.config.segment_age_ms
+        });
+        if aged {
+            self.roll(writer, io, None)?;
+        }
+        if writer.active.is_none() {
+            self.roll(writer, io, Some(first_base))?;
+        }
+        let mut placed = Vec::with_capacity(encoded.batches.len());
+        let mut range_start = 0;
+        for (i, (buf_offset, header)) in encoded.batches.iter().enumerate() {
+            let segment = writer.active.clone().expect("an active segment was ensured");
+            if writer.written_len + u64::from(header.batch_bytes) > segment.capacity {
+                // Write and sync what fits, publish it, then roll.
+                if !placed.is_empty() {
+                    let bytes = &encoded.bytes[range_start..*buf_offset];
+                    let at =
+                        placed.first().map_or(writer.written_len, |p: &(u64, BatchHeader)| p.0);
+                    segment.file().write_all_at(bytes, at)?;
+                    segment.file().sync_data()?;
+                    segment.publish(&placed, writer.written_len);
+                    self.durable.publish(encoded.batches[i - 1].1.end_position());
+                    placed.clear();
+                }
+                self.roll(writer, io, Some(header.base_position))?;
+                range_start = *buf_offset;
+            }
+            placed.push((writer.written_len, *header));
+            writer.written_len += u64::from(header.batch_bytes);
+        }
+        let segment = writer.active.clone().expect("an active segment was ensured");
+        Ok((segment, placed, range_start))
+    }
+
+    /// Seals the active segment (if any) and, if `next_base` is given, creates the next one.
+    fn roll(
+        self: &Arc<Self>,
+        writer: &mut Writer,
+        io: &mut dyn CommitIo,
+        next_base: Option<u64>,
+    ) -> Result<()> {
+        if let Some(active) = writer.active.take() {
+            assert_eq!(active.durable_len(), writer.written_len, "roll with unpublished bytes");
+            io.forget(active.file().uid());
+            active.seal()?;
+        }
+        if let Some(base) = next_base {
+            let segment = Segment::create(
+                &self.dir,
+                base,
+                self.config.segment_bytes,
+                self.config.clock.now_ms(),
+                self.config.index_interval_bytes,
+            )?;
+            let mut list: Vec<_> = self.segments.load().iter().cloned().collect();
+            if let Some(last) = list.last() {
+                assert_eq!(last.end_position(), base, "segments must be contiguous");
+            }
+            list.push(std::sync::Arc::clone(&segment));
+            self.segments.store(std::sync::Arc::new(list));
+            writer.written_len = SEGMENT_HEADER_BYTES;
+            writer.active = Some(segment);
+        }
+        Ok(())
+    }
+
+    /// Completes a cycle: publishes what was written (if it succeeded) and answers every
+    /// waiter.
+    pub(crate) fn finish(&self, prepared: Prepared, op: CycleOp) {
+        let Prepared { segment, placed, batches, waiters } = prepared;
+        let result = match op.result {
+            Ok(()) => {
+                let durable_len = op.file_offset + op.range.len() as u64;
+                segment.publish(&placed, durable_len);
+                if let Some((_, last)) = placed.last() {
+                    self.durable.publish(last.end_position());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.poison(&e);
+                Err(e)
+            }
+        };
+        {
+            let mut writer = lock(&self.writer);
+            writer.spare = EncodedBatches { bytes: op.buf, batches };
+        }
+        for w in &waiters {
+            w.complete(result.clone());
+        }
+    }
+
+    /// A sync-only op for the active segment (`Interval` mode's periodic sync).
+    pub(crate) fn sync_op(&self) -> Option<CycleOp> {
+        let writer = lock(&self.writer);
+        let segment = writer.active.as_ref()?;
+        Some(CycleOp {
+            file: std::sync::Arc::clone(segment.file()),
+            file_offset: writer.written_len,
+            buf: Vec::new(),
+            range: 0..0,
+            sync: true,
+            result: Ok(()),
+        })
+    }
+
+    /// Stops the log after a failed commit.
+    pub(crate) fn poison(&self, error: &Error) {
+        let reason: std::sync::Arc<str> = error.to_string().into();
+        tracing::error!(dir = %self.dir.display(), %reason, "shard log stopped after a failed commit");
+        let mut pending = lock(&self.pending);
+        if !matches!(pending.state, LogState::Poisoned(_)) {
+            pending.state = LogState::Poisoned(reason);
+        }
+    }
+}
+
+/// Removes segment files left half-created and returns the directory's segments in order.
+pub(crate) fn segment_paths(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".log.tmp") {
+            io::remove_file(&entry.path())?;
+        } else if let Some(base) = segment::parse_log_name(name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
