@@ -48,6 +48,8 @@ pub mod batch;
 pub mod clock;
 pub mod constants;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group_commit;
 #[doc(hidden)]
 pub mod handoff;
