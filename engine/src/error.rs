@@ -89,7 +89,10 @@ impl Clone for Error {
         match self {
             Error::Io { path, source } => Error::Io {
                 path: path.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
+                source: match source.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(source.kind(), source.to_string()),
+                },
             },
             Error::Corrupt { path, file_offset, reason } => Error::Corrupt {
                 path: path.clone(),

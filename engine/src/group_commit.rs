@@ -79,13 +79,21 @@ pub struct CommitGroup {
 impl CommitGroup {
     /// Starts the committing thread and its I/O backend.
     pub fn start(config: CommitConfig) -> Result<Self> {
+        let backend = config.io_backend;
+        Self::start_with(config.durability, move || io::commit_io(backend))
+    }
+
+    /// Starts the committing thread with the I/O backend `make_io` builds on that thread.
+    pub(crate) fn start_with(
+        durability: Durability,
+        make_io: impl FnOnce() -> Result<Box<dyn CommitIo>> + Send + 'static,
+    ) -> Result<Self> {
         let queue = Arc::new(Queue::new());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_queue = Arc::clone(&queue);
-        let durability = config.durability;
         let thread = std::thread::Builder::new()
             .name("riffle-commit".into())
-            .spawn(move || match io::commit_io(config.io_backend) {
+            .spawn(move || match make_io() {
                 Ok(io) => {
                     let _ = ready_tx.send(Ok(io.name()));
                     run(&thread_queue, durability, io);
@@ -176,10 +184,9 @@ fn cycle(
     for ((log, p), op) in prepared.into_iter().zip(ops) {
         let ok = op.result.is_ok();
         log.finish(p, op);
-        if ok && !sync && matches!(durability, Durability::Interval { .. }) {
-            if !unsynced.iter().any(|l| Arc::ptr_eq(l, &log)) {
-                unsynced.push(log);
-            }
+        let interval = matches!(durability, Durability::Interval { .. });
+        if ok && !sync && interval && !unsynced.iter().any(|l| Arc::ptr_eq(l, &log)) {
+            unsynced.push(log);
         }
     }
 }
@@ -199,5 +206,78 @@ fn sync_unsynced(io: &mut dyn CommitIo, unsynced: &mut Vec<Arc<LogInner>>) {
         if let Err(e) = op.result {
             log.poison(&e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Record;
+    use crate::io::std_file::StdIo;
+    use crate::shard_log::{LogConfig, ShardLog};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The std backend, except that the `fail_at`-th op (counting from 0) fails its sync.
+    struct FailingSync {
+        ops: std::sync::Arc<AtomicUsize>,
+        fail_at: usize,
+    }
+
+    impl CommitIo for FailingSync {
+        fn run(&mut self, ops: &mut [CycleOp]) {
+            StdIo.run(ops);
+            for op in ops.iter_mut() {
+                if self.ops.fetch_add(1, Ordering::SeqCst) == self.fail_at && op.sync {
+                    op.result =
+                        Err(Error::io(op.file.path(), std::io::Error::from_raw_os_error(5)));
+                }
+            }
+        }
+        fn forget(&mut self, _: u64) {}
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+    }
+
+    fn rec(data: &[u8]) -> Record<'_> {
+        Record { partition_key: b"k", explicit_hash_key: None, data }
+    }
+
+    #[test]
+    fn a_failed_fdatasync_acknowledges_nothing_and_stops_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ops = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = ops.clone();
+        let group = CommitGroup::start_with(Durability::Sync, move || {
+            Ok(Box::new(FailingSync { ops: counter, fail_at: 3 }) as Box<dyn CommitIo>)
+        })
+        .expect("group");
+        let log = ShardLog::open(dir.path(), LogConfig::default(), &group).expect("open");
+        for i in 0..3u8 {
+            assert_eq!(log.append_wait(&[rec(&[i])]).expect("acked"), u64::from(i));
+        }
+        match log.append_wait(&[rec(b"lost")]) {
+            Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(5)),
+            other => panic!("the failed cycle must not be acknowledged: {other:?}"),
+        }
+        assert_eq!(log.end_position(), 3, "nothing from the failed cycle becomes readable");
+        let reason = log.poisoned().expect("the log says why it stopped");
+        assert!(reason.contains("I/O error"), "{reason}");
+        assert!(matches!(log.append(&[rec(b"after")]), Err(Error::Poisoned { .. })));
+        assert!(matches!(log.flush(), Err(Error::Poisoned { .. })));
+        drop(log);
+        drop(group);
+        // Reopening recovers what is on disk; the acknowledged records are all there.
+        let group = CommitGroup::start(CommitConfig {
+            io_backend: IoBackend::Std,
+            ..CommitConfig::default()
+        })
+        .expect("group");
+        let log = ShardLog::open(dir.path(), LogConfig::default(), &group).expect("reopen");
+        assert!(log.end_position() >= 3);
+        assert_eq!(
+            log.append_wait(&[rec(b"again")]).expect("appends work after reopen"),
+            log.end_position() - 1
+        );
     }
 }

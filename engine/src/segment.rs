@@ -319,6 +319,16 @@ impl Segment {
             at += u64::from(header.batch_bytes);
             position = header.end_position();
         }
+        if at == scan_from && start.is_some() {
+            // The batch the last trusted entry points at was cut: drop that entry too.
+            let keep = self.offset_index.len().saturating_sub(1);
+            self.offset_index.truncate(keep);
+            self.time_index.truncate(keep.min(self.time_index.len()));
+            let last = keep
+                .checked_sub(1)
+                .map_or(0, |i| u64::from(offset::entry(&self.offset_index, i).file_offset));
+            self.last_indexed_offset.store(last, Ordering::Relaxed);
+        }
         if sealed && at != file_len {
             return Err(Error::corrupt(self.log_path(), at, "sealed segment ends inside a batch"));
         }
@@ -500,7 +510,11 @@ impl Segment {
             at += u64::from(header.batch_bytes);
             next_position = header.end_position();
         }
-        self.map.will_need(at as usize, (at as usize).saturating_add(max_bytes));
+        // Prefetch what a sequential reader asks for next, within the durable bytes only.
+        self.map.will_need(
+            at as usize,
+            (at as usize).saturating_add(max_bytes).min(durable_len as usize),
+        );
         Ok(Some(SegmentRead {
             bytes: self.map.bytes(start as usize, at as usize),
             first_position: first.base_position,

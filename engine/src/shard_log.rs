@@ -159,6 +159,10 @@ pub(crate) struct Prepared {
     waiters: Vec<Arc<Completion<Result<()>>>>,
 }
 
+/// Where a cycle's write goes: the segment, each batch's (file offset, header), and where
+/// in the cycle's buffer the write starts.
+type Placement = (std::sync::Arc<Segment>, Vec<(u64, BatchHeader)>, usize);
+
 /// Shared state of one log.
 #[derive(Debug)]
 pub(crate) struct LogInner {
@@ -413,11 +417,7 @@ impl LogInner {
     /// Takes the log's pending batches and turns them into this cycle's write. Rolls
     /// segments as needed (rare; done here, synchronously). Returns `None` if there is
     /// nothing to write (waiters are then completed at once).
-    pub(crate) fn prepare(
-        self: &Arc<Self>,
-        io: &mut dyn CommitIo,
-        sync: bool,
-    ) -> Option<(Prepared, CycleOp)> {
+    pub(crate) fn prepare(&self, io: &mut dyn CommitIo, sync: bool) -> Option<(Prepared, CycleOp)> {
         let mut writer = lock(&self.writer);
         let spare = std::mem::take(&mut writer.spare);
         let (encoded, waiters) = {
@@ -466,11 +466,11 @@ impl LogInner {
     /// Returns the segment for the cycle's write, the placed batches, and where in the
     /// buffer the write starts.
     fn place(
-        self: &Arc<Self>,
+        &self,
         writer: &mut Writer,
         io: &mut dyn CommitIo,
         encoded: &EncodedBatches,
-    ) -> Result<(std::sync::Arc<Segment>, Vec<(u64, BatchHeader)>, usize)> {
+    ) -> Result<Placement> {
         let first_base = encoded.batches[0].1.base_position;
         let now = self.config.clock.now_ms();
         let aged = writer.active.as_ref().is_some_and(|s| {
@@ -511,7 +511,7 @@ impl LogInner {
 
     /// Seals the active segment (if any) and, if `next_base` is given, creates the next one.
     fn roll(
-        self: &Arc<Self>,
+        &self,
         writer: &mut Writer,
         io: &mut dyn CommitIo,
         next_base: Option<u64>,

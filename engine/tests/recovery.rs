@@ -262,7 +262,8 @@ fn damaged_or_missing_indexes_are_rebuilt_from_the_log() {
             probes.iter().map(|t| log.position_at_timestamp(*t).expect("lookup")).collect();
         (check_contents(&log), probes, at)
     };
-    let damage: [(&str, fn(&Path)); 4] = [
+    type Damage = (&'static str, fn(&Path));
+    let damage: [Damage; 4] = [
         ("deleted", |p| std::fs::remove_file(p).expect("remove")),
         ("garbage", |p| {
             modify(p, |b| b.iter_mut().enumerate().for_each(|(i, x)| *x = (i * 7) as u8))

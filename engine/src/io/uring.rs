@@ -14,12 +14,14 @@ use std::io;
 
 use tokio_uring::buf::BoundedBuf;
 
-use super::{CommitIo, CycleOp};
+use super::{CommitIo, CycleOp, DataFile};
 use crate::error::Error;
 
 pub(crate) struct UringIo {
     runtime: tokio_uring::Runtime,
-    files: HashMap<u64, std::rc::Rc<tokio_uring::fs::File>>,
+    /// Runtime-side descriptors by file uid, with a weak reference to the file so that
+    /// entries of files dropped elsewhere (a deleted segment) are swept.
+    files: HashMap<u64, (std::sync::Weak<DataFile>, std::rc::Rc<tokio_uring::fs::File>)>,
 }
 
 impl UringIo {
@@ -29,13 +31,26 @@ impl UringIo {
     }
 
     fn handle(&mut self, op: &CycleOp) -> io::Result<std::rc::Rc<tokio_uring::fs::File>> {
-        if let Some(f) = self.files.get(&op.file.uid()) {
+        if let Some((_, f)) = self.files.get(&op.file.uid()) {
             return Ok(f.clone());
         }
         let std_file = op.file.std_file().try_clone()?;
         let file = std::rc::Rc::new(tokio_uring::fs::File::from_std(std_file));
-        self.files.insert(op.file.uid(), file.clone());
+        self.files.insert(op.file.uid(), (std::sync::Arc::downgrade(&op.file), file.clone()));
         Ok(file)
+    }
+
+    /// Closes the descriptors of files that no longer exist anywhere else.
+    fn sweep(&mut self) {
+        let dead: Vec<u64> = self
+            .files
+            .iter()
+            .filter(|(_, (weak, _))| weak.strong_count() == 0)
+            .map(|(uid, _)| *uid)
+            .collect();
+        for uid in dead {
+            self.forget(uid);
+        }
     }
 }
 
@@ -61,6 +76,7 @@ async fn write_then_sync(
 
 impl CommitIo for UringIo {
     fn run(&mut self, ops: &mut [CycleOp]) {
+        self.sweep();
         let mut tasks = Vec::with_capacity(ops.len());
         for op in ops.iter_mut() {
             match self.handle(op) {
@@ -112,7 +128,7 @@ impl CommitIo for UringIo {
     }
 
     fn forget(&mut self, file_uid: u64) {
-        if let Some(file) = self.files.remove(&file_uid) {
+        if let Some((_, file)) = self.files.remove(&file_uid) {
             // Close inside the runtime so the descriptor is released now, not "eventually".
             if let Ok(file) = std::rc::Rc::try_unwrap(file) {
                 let _ = self.runtime.block_on(file.close());

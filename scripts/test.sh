@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this).
+# Installs what it needs (rustfmt, clippy through rustup), then: formatting, lints, every
+# unit/integration/doc test of the workspace (corpus replays and crash tests included),
+# and the bounded loom models. Long fuzz runs and soak tests are separate: see README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v rustup >/dev/null 2>&1; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked
+
+echo "== loom models (bounded)"
+bash scripts/loom.sh
