@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::handoff::{DirtyQueue, Taken};
 use crate::io::{self, CommitIo, CycleOp, IoBackend};
+use crate::prepare::{Preparer, PreparerHandle};
 use crate::shard_log::{LogInner, Prepared};
 use crate::sync::Arc;
 
@@ -74,6 +75,7 @@ pub struct CommitGroup {
     durability: Durability,
     backend_name: &'static str,
     thread: Option<JoinHandle<()>>,
+    preparer: Preparer,
 }
 
 impl CommitGroup {
@@ -104,7 +106,8 @@ impl CommitGroup {
             })
             .map_err(|e| Error::io("riffle-commit thread", e))?;
         let backend_name = ready_rx.recv().map_err(|_| Error::Closed)??;
-        Ok(CommitGroup { queue, durability, backend_name, thread: Some(thread) })
+        let preparer = Preparer::start()?;
+        Ok(CommitGroup { queue, durability, backend_name, thread: Some(thread), preparer })
     }
 
     /// The I/O backend in use: `"io_uring"` or `"std"`.
@@ -118,6 +121,10 @@ impl CommitGroup {
 
     pub(crate) fn queue(&self) -> &Arc<Queue> {
         &self.queue
+    }
+
+    pub(crate) fn preparer(&self) -> PreparerHandle {
+        self.preparer.handle()
     }
 }
 

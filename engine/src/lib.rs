@@ -56,6 +56,7 @@ pub mod handoff;
 mod index;
 pub mod io;
 mod mmap;
+pub mod prepare;
 mod recovery;
 pub mod segment;
 pub mod shard_log;

@@ -153,18 +153,36 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// Creates a new, empty segment and makes its existence durable.
+    ///
+    /// `prepared` is a zero-filled, synced file of `capacity` bytes made ready in the
+    /// background ([`crate::prepare`]); it is renamed into place. Without one, the file is
+    /// created sparse with `set_len`.
     pub(crate) fn create(
         dir: &Path,
         base_position: u64,
         capacity: u64,
         created_ms: u64,
         index_interval_bytes: u32,
+        prepared: Option<PathBuf>,
     ) -> Result<Arc<Self>> {
         let log_path = dir.join(file_name(base_position, "log"));
-        let tmp_path = dir.join(format!("{}.tmp", file_name(base_position, "log")));
-        io::remove_file(&tmp_path)?;
-        let file = DataFile::create_new(&tmp_path)?;
-        file.set_len(capacity)?;
+        let prepared = match prepared {
+            Some(path) => match DataFile::open(&path) {
+                Ok(file) if file.len()? == capacity => Some((path, file)),
+                _ => None,
+            },
+            None => None,
+        };
+        let (tmp_path, file) = match prepared {
+            Some(p) => p,
+            None => {
+                let tmp_path = dir.join(format!("{}.tmp", file_name(base_position, "log")));
+                io::remove_file(&tmp_path)?;
+                let file = DataFile::create_new(&tmp_path)?;
+                file.set_len(capacity)?;
+                (tmp_path, file)
+            }
+        };
         file.write_all_at(&encode_header(base_position, capacity, created_ms), 0)?;
         file.sync_data()?;
         io::rename(&tmp_path, &log_path)?;

@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::group_commit::{CommitGroup, Queue};
 use crate::handoff::{Completion, CompletionFuture};
 use crate::io::{self, CommitIo, CycleOp};
+use crate::prepare::{PrepSlot, PreparerHandle, PREPARED_NAME};
 use crate::segment::{self, Segment, SegmentRead, SEGMENT_HEADER_BYTES};
 use crate::sync::{lock, Arc, Mutex};
 use crate::watermark::Watermark;
@@ -50,6 +51,9 @@ pub struct LogConfig {
     pub segment_age_ms: u64,
     /// Source of arrival timestamps and segment ages.
     pub clock: std::sync::Arc<dyn Clock>,
+    /// Zero-fill the next segment file in the background once the active one is half full
+    /// (default on), so that writes overwrite existing blocks; see [`crate::prepare`].
+    pub prepare_segments: bool,
 }
 
 impl Default for LogConfig {
@@ -60,6 +64,7 @@ impl Default for LogConfig {
             batch_bytes_target: BATCH_BYTES_TARGET_DEFAULT,
             segment_age_ms: SEGMENT_AGE_MS_DEFAULT,
             clock: std::sync::Arc::new(SystemClock),
+            prepare_segments: true,
         }
     }
 }
@@ -173,6 +178,8 @@ pub(crate) struct LogInner {
     segments: ArcSwap<Vec<std::sync::Arc<Segment>>>,
     durable: Watermark,
     queue: Arc<Queue>,
+    prep: std::sync::Arc<PrepSlot>,
+    preparer: PreparerHandle,
     _lock: File,
 }
 
@@ -187,7 +194,13 @@ impl ShardLog {
     /// attaches it to `group`, whose thread will commit its appends.
     pub fn open(dir: &Path, config: LogConfig, group: &CommitGroup) -> Result<ShardLog> {
         config.validate()?;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            // The new directory's own entry must be durable before anything in it is.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                io::sync_dir(parent)?;
+            }
+        }
         let lock_path = dir.join("LOCK");
         let lock_file = File::options()
             .create(true)
@@ -228,6 +241,8 @@ impl ShardLog {
             segments: ArcSwap::from_pointee(segments),
             durable: Watermark::new(end),
             queue: Arc::clone(group.queue()),
+            prep: std::sync::Arc::new(PrepSlot::default()),
+            preparer: group.preparer(),
             config,
             _lock: lock_file,
         };
@@ -368,8 +383,10 @@ impl ShardLog {
         &self.inner.dir
     }
 
-    /// Seals the log: waits for pending appends, then closes it for writes for good (as a
-    /// parent shard after a split or merge) and seals the active segment.
+    /// Seals the log: waits for pending appends, then closes it for writes (as a parent
+    /// shard after a split or merge) and seals the active segment. The sealed state itself
+    /// is not stored in the log directory: a reopened log takes appends again, so whoever
+    /// owns the shard's lifecycle (the stream catalog) records that it is closed.
     pub fn seal(&self) -> Result<()> {
         self.flush()?;
         lock(&self.inner.pending).state = LogState::Sealed;
@@ -506,6 +523,12 @@ impl LogInner {
             writer.written_len += u64::from(header.batch_bytes);
         }
         let segment = writer.active.clone().expect("an active segment was ensured");
+        if self.config.prepare_segments
+            && writer.written_len > segment.capacity / 2
+            && self.prep.begin()
+        {
+            self.preparer.request(&self.dir, self.config.segment_bytes, &self.prep);
+        }
         Ok((segment, placed, range_start))
     }
 
@@ -528,6 +551,7 @@ impl LogInner {
                 self.config.segment_bytes,
                 self.config.clock.now_ms(),
                 self.config.index_interval_bytes,
+                self.prep.take_ready(self.config.segment_bytes),
             )?;
             let mut list: Vec<_> = self.segments.load().iter().cloned().collect();
             if let Some(last) = list.last() {
@@ -593,14 +617,15 @@ impl LogInner {
     }
 }
 
-/// Removes segment files left half-created and returns the directory's segments in order.
+/// Removes segment files left half-created (and a prepared next segment, which may be
+/// incomplete) and returns the bases of the directory's segments in order.
 pub(crate) fn segment_paths(dir: &Path) -> Result<Vec<u64>> {
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(".log.tmp") {
+        if name.ends_with(".log.tmp") || name == PREPARED_NAME {
             io::remove_file(&entry.path())?;
         } else if let Some(base) = segment::parse_log_name(name) {
             bases.push(base);

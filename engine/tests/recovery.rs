@@ -18,6 +18,7 @@ fn config(clock: &ManualClock) -> LogConfig {
         batch_bytes_target: 2048,
         segment_age_ms: u64::MAX,
         clock: Arc::new(clock.clone()),
+        prepare_segments: true,
     }
 }
 

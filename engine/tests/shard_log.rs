@@ -26,6 +26,7 @@ fn small_config(clock: &ManualClock) -> LogConfig {
         batch_bytes_target: 4096,
         segment_age_ms: 3_600_000,
         clock: Arc::new(clock.clone()),
+        prepare_segments: true,
     }
 }
 
@@ -386,5 +387,56 @@ fn readers_on_other_threads_see_only_whole_durable_batches_while_writers_append(
         log.flush().expect("flush");
         done.store(true, std::sync::atomic::Ordering::Release);
         assert_eq!(reader.join().expect("reader"), 1_500);
+    }
+}
+
+#[test]
+fn the_next_segment_is_zero_filled_in_the_background_and_used_at_the_roll() {
+    use std::os::unix::fs::MetadataExt;
+    for prepare_segments in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::new(1_000);
+        let config = LogConfig { prepare_segments, ..small_config(&clock) };
+        let g = group(IoBackend::Std, Durability::Sync);
+        let log = ShardLog::open(dir.path(), config, &g).expect("open");
+        let record = vec![7u8; 1000];
+        let mut i = 0;
+        // Fill just over half of the first 64 KiB segment.
+        while i < 40 {
+            log.append_wait(&[rec(&record)]).expect("append");
+            i += 1;
+        }
+        let prep = dir.path().join("next.log.prep");
+        if prepare_segments {
+            // The preparer runs in the background: wait (bounded) for its file.
+            let mut waited = 0;
+            while !(prep.exists()
+                && std::fs::metadata(&prep).expect("meta").blocks() * 512 >= 64 * 1024)
+            {
+                assert!(waited < 500, "no prepared segment after 5 s");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                waited += 1;
+            }
+            log.flush().expect("flush");
+        }
+        while log.segment_count() < 2 {
+            log.append_wait(&[rec(&record)]).expect("append");
+            i += 1;
+        }
+        let second = list(dir.path())
+            .into_iter()
+            .filter(|n| n.ends_with(".log"))
+            .nth(1)
+            .expect("second segment");
+        let blocks = std::fs::metadata(dir.path().join(&second)).expect("meta").blocks() * 512;
+        if prepare_segments {
+            assert!(
+                blocks >= 64 * 1024,
+                "the prepared, fully allocated file was used ({blocks} bytes allocated)"
+            );
+        } else {
+            assert!(blocks < 64 * 1024, "a sparse segment ({blocks} bytes allocated)");
+        }
+        assert_eq!(read_all(&log, 0).len(), i);
     }
 }

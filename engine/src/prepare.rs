@@ -1,0 +1,169 @@
+//! Segments made ready before they are needed.
+//!
+//! An `fdatasync` after writing into fresh or merely allocated blocks must also commit the
+//! file system's extent changes; one after overwriting blocks already written need not
+//! (DESIGN.md: 23 k syncs/s appending vs 29–31 k/s overwriting, 4 KiB each, and appends
+//! suffer far more under a busy neighbour). So when a log's active segment is half full,
+//! the group's preparer thread writes the *next* segment file full of zeros and syncs it,
+//! in the background, as `next.log.prep` in the log's directory. The roll then only writes
+//! the header, syncs, and renames it into place, and every later write to that segment
+//! overwrites blocks that already exist.
+//!
+//! Quiet shards never reach half full, so they never pay for a prepared file; a log's very
+//! first segment is sparse (nothing to predict from yet). A `.prep` file found at open is
+//! from before a crash and is deleted.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::io::DataFile;
+
+/// Name of the prepared file in a log directory.
+pub(crate) const PREPARED_NAME: &str = "next.log.prep";
+
+/// Bytes written per zeroing call: large enough to be sequential, small enough not to
+/// hog the page cache.
+const ZERO_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The state of one log's next segment file.
+#[derive(Debug, Default)]
+pub(crate) struct PrepSlot {
+    state: Mutex<PrepState>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum PrepState {
+    #[default]
+    Idle,
+    Working,
+    Ready {
+        path: PathBuf,
+        capacity: u64,
+    },
+}
+
+impl PrepSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PrepState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Moves Idle -> Working; false if a preparation is running or ready.
+    pub(crate) fn begin(&self) -> bool {
+        let mut state = self.lock();
+        if *state == PrepState::Idle {
+            *state = PrepState::Working;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes a ready file of the given capacity, leaving the slot idle.
+    pub(crate) fn take_ready(&self, capacity: u64) -> Option<PathBuf> {
+        let mut state = self.lock();
+        match &*state {
+            PrepState::Ready { path, capacity: c } if *c == capacity => {
+                let path = path.clone();
+                *state = PrepState::Idle;
+                Some(path)
+            }
+            _ => None,
+        }
+    }
+
+    fn finish(&self, outcome: Option<(PathBuf, u64)>) {
+        *self.lock() = match outcome {
+            Some((path, capacity)) => PrepState::Ready { path, capacity },
+            None => PrepState::Idle,
+        };
+    }
+}
+
+struct Job {
+    dir: PathBuf,
+    capacity: u64,
+    slot: Arc<PrepSlot>,
+}
+
+/// The background thread that zero-fills next segment files.
+#[derive(Debug)]
+pub(crate) struct Preparer {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Preparer {
+    pub(crate) fn start() -> Result<Self> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("riffle-prepare".into())
+            .spawn(move || {
+                for job in rx {
+                    let path = job.dir.join(PREPARED_NAME);
+                    match zero_fill(&path, job.capacity) {
+                        Ok(()) => job.slot.finish(Some((path, job.capacity))),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not prepare the next segment; it will be created sparse");
+                            job.slot.finish(None);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::io("riffle-prepare thread", e))?;
+        Ok(Preparer { jobs: Some(tx), thread: Some(thread) })
+    }
+
+    /// A handle that can send requests from another thread.
+    pub(crate) fn handle(&self) -> PreparerHandle {
+        PreparerHandle { jobs: self.jobs.clone() }
+    }
+}
+
+/// A cloneable sender of preparation requests.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparerHandle {
+    jobs: Option<mpsc::Sender<Job>>,
+}
+
+impl PreparerHandle {
+    /// Asks for `dir`'s next segment file; the caller has moved `slot` to Working.
+    pub(crate) fn request(&self, dir: &Path, capacity: u64, slot: &Arc<PrepSlot>) {
+        let job = Job { dir: dir.to_path_buf(), capacity, slot: Arc::clone(slot) };
+        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok());
+        if !sent {
+            slot.finish(None);
+        }
+    }
+}
+
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Job({})", self.dir.display())
+    }
+}
+
+/// Writes `capacity` zero bytes to a fresh file at `path` and makes them durable.
+fn zero_fill(path: &Path, capacity: u64) -> Result<()> {
+    crate::io::remove_file(path)?;
+    let file = DataFile::create_new(path)?;
+    let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut at = 0u64;
+    while at < capacity {
+        let n = (capacity - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_data()
+}
