@@ -58,7 +58,9 @@ pub mod io;
 mod mmap;
 pub mod prepare;
 mod recovery;
+pub mod routing;
 pub mod segment;
+pub mod sequence;
 pub mod shard_log;
 mod sync;
 #[doc(hidden)]

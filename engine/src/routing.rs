@@ -1,0 +1,140 @@
+//! Hash keys and routing: a record's 128-bit hash key is the MD5 digest of its partition
+//! key read as a big-endian u128, or its explicit hash key; it goes to the one open shard
+//! whose inclusive range contains it. Open shards tile `0..=u128::MAX` exactly.
+
+use md5::{Digest, Md5};
+
+/// The hash key of a partition key: MD5 of its UTF-8 bytes as a big-endian u128.
+pub fn hash_key(partition_key: &[u8]) -> u128 {
+    u128::from_be_bytes(Md5::digest(partition_key).into())
+}
+
+/// An inclusive range of hash keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HashKeyRange {
+    pub start: u128,
+    pub end: u128,
+}
+
+impl HashKeyRange {
+    /// The whole key space.
+    pub const ALL: HashKeyRange = HashKeyRange { start: 0, end: u128::MAX };
+
+    pub fn contains(&self, key: u128) -> bool {
+        self.start <= key && key <= self.end
+    }
+}
+
+/// The ranges Kinesis gives a new stream of `shards` shards: width `floor(2^128 / n)`,
+/// the last range ending at `2^128 - 1`. `shards` must be at least 1.
+pub fn uniform_ranges(shards: u32) -> Vec<HashKeyRange> {
+    assert!(shards >= 1, "a stream has at least one shard");
+    let n = u128::from(shards);
+    if n == 1 {
+        return vec![HashKeyRange::ALL];
+    }
+    // floor(2^128 / n) without overflowing: 2^128 = (MAX / n) * n + (MAX % n) + 1.
+    let width = u128::MAX / n + u128::from(u128::MAX % n + 1 == n);
+    (0..n)
+        .map(|i| HashKeyRange {
+            start: i * width,
+            end: if i + 1 == n { u128::MAX } else { (i + 1) * width - 1 },
+        })
+        .collect()
+}
+
+/// Parses a decimal hash key (`0|[1-9][0-9]{0,38}`) in `0..=2^128-1`.
+pub fn parse_hash_key(text: &str) -> Result<u128, HashKeyError> {
+    let well_formed = !text.is_empty()
+        && text.len() <= 39
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if !well_formed {
+        return Err(HashKeyError::Malformed);
+    }
+    text.parse::<u128>().map_err(|_| HashKeyError::OutOfRange)
+}
+
+/// Why a hash key string was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKeyError {
+    /// Not a decimal number in the allowed pattern.
+    Malformed,
+    /// Matches the pattern but is `>= 2^128`.
+    OutOfRange,
+}
+
+/// Length of a partition key as Kinesis counts it: UTF-16 code units.
+pub fn partition_key_units(key: &str) -> usize {
+    key.encode_utf16().count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_hash_keys_match_the_reference_values() {
+        assert_eq!(hash_key(b"a"), 16955237001963240173058271559858726497);
+        assert_eq!(hash_key(b"b"), 195289424170611159128911017612795795343);
+        assert_eq!(hash_key(b"c"), 99079589977253916124855502156832923443);
+        assert_eq!(hash_key(b"d"), 173422077530204247440288476180261147053);
+        assert_eq!(hash_key(b"e"), 299611584147932843547128611849858313266);
+        assert_eq!(hash_key(b"f"), 190917122200326810055233066464581373159);
+    }
+
+    #[test]
+    fn three_uniform_shards_match_kinesis() {
+        let r = uniform_ranges(3);
+        assert_eq!(r[0], HashKeyRange { start: 0, end: 113427455640312821154458202477256070484 });
+        assert_eq!(
+            r[1],
+            HashKeyRange {
+                start: 113427455640312821154458202477256070485,
+                end: 226854911280625642308916404954512140969
+            }
+        );
+        assert_eq!(
+            r[2],
+            HashKeyRange { start: 226854911280625642308916404954512140970, end: u128::MAX }
+        );
+        let shard_of = |k: &[u8]| r.iter().position(|x| x.contains(hash_key(k)));
+        assert_eq!(
+            [b"a", b"b", b"e", b"f", b"c", b"d"].map(|k| shard_of(k)),
+            [0, 1, 2, 1, 0, 1].map(Some)
+        );
+    }
+
+    #[test]
+    fn uniform_ranges_tile_the_key_space() {
+        for n in [1u32, 2, 3, 4, 7, 16, 1000, 10_000] {
+            let r = uniform_ranges(n);
+            assert_eq!(r.len(), n as usize);
+            assert_eq!(r[0].start, 0);
+            assert_eq!(r.last().map(|x| x.end), Some(u128::MAX));
+            assert!(r.windows(2).all(|w| w[0].end + 1 == w[1].start && w[0].start <= w[0].end));
+        }
+        // Powers of two split exactly.
+        assert_eq!(uniform_ranges(2)[1].start, 1u128 << 127);
+    }
+
+    #[test]
+    fn hash_key_strings_follow_the_pattern_and_range() {
+        assert_eq!(parse_hash_key("0"), Ok(0));
+        assert_eq!(parse_hash_key("340282366920938463463374607431768211455"), Ok(u128::MAX));
+        assert_eq!(
+            parse_hash_key("340282366920938463463374607431768211456"),
+            Err(HashKeyError::OutOfRange)
+        );
+        for bad in ["", "01", "-1", "1.0", "1e3", " 1", "1234567890123456789012345678901234567890"]
+        {
+            assert_eq!(parse_hash_key(bad), Err(HashKeyError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn partition_keys_are_counted_in_utf16_units() {
+        assert_eq!(partition_key_units(&"é".repeat(256)), 256);
+        assert_eq!(partition_key_units(&"😀".repeat(129)), 258);
+    }
+}
