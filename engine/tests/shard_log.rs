@@ -14,7 +14,10 @@ use riffle_engine::{
 /// Both backends, where the kernel allows io_uring (it does on the project's machines; a
 /// machine that refuses it still runs the std half and says so).
 fn backends() -> Vec<IoBackend> {
-    match CommitGroup::start(CommitConfig { io_backend: IoBackend::Uring, ..CommitConfig::default() }) {
+    match CommitGroup::start(CommitConfig {
+        io_backend: IoBackend::Uring,
+        ..CommitConfig::default()
+    }) {
         Ok(_) => vec![IoBackend::Std, IoBackend::Uring],
         Err(e) => {
             eprintln!("io_uring unavailable here, testing the std backend only: {e}");
