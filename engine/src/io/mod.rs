@@ -88,6 +88,7 @@ impl DataFile {
         })
     }
 
+    #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -1,0 +1,223 @@
+#![cfg(loom)]
+//! Pins the two hand-off primitives of group commit (`riffle_engine::handoff`) on their own:
+//!
+//! - `Completion`: the value arrives whether `complete` runs before or after `wait`, and the
+//!   async path (`poll_result` with a waker) is woken, so an awaiting producer never hangs.
+//! - `DirtyQueue` shutdown: a committer in `take` returns `Taken::Shutdown` carrying the
+//!   items still queued, and every marked item is handed out exactly once.
+//!
+//! Any lost wake-up shows up as a loom deadlock (a failed test, or an aborted test process).
+//! Some models also record which outcomes they explored (std atomics, outside the model)
+//! and assert afterwards that both orders were really visited, so a model cannot pass by
+//! never reaching the race.
+//!
+//! Run: `bash scripts/loom.sh` (or `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom
+//! cargo test --release -p riffle-engine --no-default-features --test loom_handoff`).
+//! `LOOM_MAX_PREEMPTIONS` overrides the preemption bound (default 2).
+
+use std::sync::atomic::{AtomicBool, Ordering as StdOrdering};
+use std::task::{Context, Poll, Wake, Waker};
+
+mod loom_common;
+
+use loom::sync::Arc;
+use loom::thread;
+use riffle_engine::handoff::{Completion, DirtyQueue, Taken};
+
+/// A waker that unparks the loom thread that created it.
+struct Unparker(thread::Thread);
+
+impl Wake for Unparker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Drives `poll` to completion on the current loom thread, parking between polls until the
+/// waker handed to `poll` is woken (loom's own `block_on` needs its `futures` feature,
+/// which would add a dependency). A waker that is never woken parks the thread for good,
+/// which loom reports as a deadlock.
+fn block_on<T>(mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>) -> T {
+    let waker = Waker::from(std::sync::Arc::new(Unparker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(value) = poll(&mut cx) {
+            return value;
+        }
+        thread::park();
+    }
+}
+
+/// Complete before wait, in one thread: `wait` returns at once.
+#[test]
+fn complete_then_wait_returns_the_value() {
+    loom_common::explore("complete_then_wait_returns_the_value", || {
+        let c = Completion::new();
+        assert!(!c.is_ready());
+        c.complete(7u64);
+        assert!(c.is_ready());
+        assert_eq!(c.wait(), 7);
+        assert!(!c.is_ready(), "the result is taken once");
+    });
+}
+
+/// Blocking wait racing the committer's `complete`: loom explores the completion landing
+/// before the waiter locks, between its check and its condvar wait, and after it sleeps.
+#[test]
+fn wait_and_complete_race_returns_the_value() {
+    loom_common::explore_concurrent("wait_and_complete_race_returns_the_value", || {
+        let c = Arc::new(Completion::new());
+        let committer = {
+            let c = Arc::clone(&c);
+            thread::spawn(move || c.complete(7u64))
+        };
+        assert_eq!(c.wait(), 7);
+        committer.join().expect("committer");
+        assert!(!c.is_ready());
+    });
+}
+
+/// Two waiters on two completions, completed by one committer in one go (as a cycle's
+/// `finish` does): 3 threads, each waiter gets its own value.
+#[test]
+fn one_committer_completes_two_waiters() {
+    loom_common::explore_concurrent("one_committer_completes_two_waiters", || {
+        let a = Arc::new(Completion::new());
+        let b = Arc::new(Completion::new());
+        let committer = {
+            let (a, b) = (Arc::clone(&a), Arc::clone(&b));
+            thread::spawn(move || {
+                a.complete(1u64);
+                b.complete(2u64);
+            })
+        };
+        let other = {
+            let b = Arc::clone(&b);
+            thread::spawn(move || b.wait())
+        };
+        assert_eq!(a.wait(), 1);
+        assert_eq!(other.join().expect("waiter"), 2);
+        committer.join().expect("committer");
+    });
+}
+
+/// The async path: a task polls `poll_result` (through `block_on` above, which parks the
+/// thread until the registered waker is woken). If `complete` failed to wake the stored
+/// waker, loom would report a deadlock. Both "ready at first poll" and "pending, then woken"
+/// must be explored.
+#[test]
+fn async_poll_is_woken_by_complete() {
+    static FIRST_POLL_PENDING: AtomicBool = AtomicBool::new(false);
+    static FIRST_POLL_READY: AtomicBool = AtomicBool::new(false);
+    loom_common::explore_concurrent("async_poll_is_woken_by_complete", || {
+        let c = Arc::new(Completion::new());
+        let committer = {
+            let c = Arc::clone(&c);
+            thread::spawn(move || c.complete(7u64))
+        };
+        let mut polls = 0;
+        let value = block_on(|cx| {
+            polls += 1;
+            let p = c.poll_result(cx);
+            if polls == 1 {
+                let seen = if p.is_pending() { &FIRST_POLL_PENDING } else { &FIRST_POLL_READY };
+                seen.store(true, StdOrdering::Relaxed);
+            }
+            p
+        });
+        assert_eq!(value, 7);
+        committer.join().expect("committer");
+        // The future took the result: nothing is left for a second taker.
+        assert!(!c.is_ready());
+    });
+    assert!(FIRST_POLL_PENDING.load(StdOrdering::Relaxed), "never explored pending-then-woken");
+    assert!(FIRST_POLL_READY.load(StdOrdering::Relaxed), "never explored ready-at-first-poll");
+}
+
+/// Re-polling with a new waker replaces the old one: the latest waker is the one woken.
+#[test]
+fn async_repoll_with_a_new_waker_is_woken() {
+    loom_common::explore_concurrent("async_repoll_with_a_new_waker_is_woken", || {
+        let c = Arc::new(Completion::new());
+        let committer = {
+            let c = Arc::clone(&c);
+            thread::spawn(move || c.complete(7u64))
+        };
+        // The first poll registers a waker that is then dropped unused (a noop waker); the
+        // second poll, inside `block_on`, must register the waker that gets woken.
+        let mut cx = Context::from_waker(Waker::noop());
+        let value = match c.poll_result(&mut cx) {
+            Poll::Ready(v) => v,
+            Poll::Pending => block_on(|cx| c.poll_result(cx)),
+        };
+        assert_eq!(value, 7);
+        committer.join().expect("committer");
+    });
+}
+
+/// A committer blocked in `take` with nothing queued is released by `shutdown` alone.
+#[test]
+fn shutdown_releases_an_idle_committer() {
+    loom_common::explore_concurrent("shutdown_releases_an_idle_committer", || {
+        let q = Arc::new(DirtyQueue::<u32>::new());
+        let committer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.take(None))
+        };
+        q.shutdown();
+        assert_eq!(committer.join().expect("committer"), Taken::Shutdown(Vec::new()));
+    });
+}
+
+/// Two producers mark items; the main one then shuts the queue down (as `CommitGroup::drop`
+/// does after the last append). The committer loops on `take` like `group_commit::run`:
+/// it must end with `Taken::Shutdown`, and between its `Items` and the final `Shutdown` it
+/// must receive each item exactly once. Both a `Shutdown` carrying queued items and an empty
+/// one (everything taken earlier) must be explored. 3 threads.
+#[test]
+fn committer_in_take_returns_shutdown_with_the_queued_items() {
+    static SHUTDOWN_WITH_ITEMS: AtomicBool = AtomicBool::new(false);
+    static SHUTDOWN_EMPTY: AtomicBool = AtomicBool::new(false);
+    loom_common::explore_concurrent(
+        "committer_in_take_returns_shutdown_with_the_queued_items",
+        || {
+            let q = Arc::new(DirtyQueue::<u32>::new());
+            let committer = {
+                let q = Arc::clone(&q);
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        match q.take(None) {
+                            Taken::Items(items) => {
+                                assert!(!items.is_empty(), "an untimed take returned nothing");
+                                got.extend(items);
+                            }
+                            Taken::Shutdown(items) => {
+                                let seen = if items.is_empty() {
+                                    &SHUTDOWN_EMPTY
+                                } else {
+                                    &SHUTDOWN_WITH_ITEMS
+                                };
+                                seen.store(true, StdOrdering::Relaxed);
+                                got.extend(items);
+                                return got;
+                            }
+                        }
+                    }
+                })
+            };
+            let producer = {
+                let q = Arc::clone(&q);
+                thread::spawn(move || q.mark(2))
+            };
+            q.mark(1);
+            producer.join().expect("producer");
+            q.shutdown();
+            let mut got = committer.join().expect("committer");
+            got.sort_unstable();
+            assert_eq!(got, vec![1, 2], "every item handed out exactly once");
+        },
+    );
+    assert!(SHUTDOWN_WITH_ITEMS.load(StdOrdering::Relaxed), "never explored Shutdown(items)");
+    assert!(SHUTDOWN_EMPTY.load(StdOrdering::Relaxed), "never explored Shutdown([])");
+}
