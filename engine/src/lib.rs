@@ -45,6 +45,7 @@
 //! ```
 
 pub mod batch;
+pub mod catalog;
 pub mod clock;
 pub mod constants;
 pub mod error;
