@@ -606,12 +606,14 @@ mod tests {
         for case in 0..300u64 {
             let mut seed = base_seed ^ case.wrapping_mul(0xA24B_AED4_963E_E407);
             let count = 1 + next(&mut seed) % 40;
-            let owned: Vec<(Vec<u8>, Option<u128>, Vec<u8>, u64)> = (0..count)
+            type Owned = (Vec<u8>, Option<u128>, Vec<u8>, u64);
+            let owned: Vec<Owned> = (0..count)
                 .map(|_| {
                     let key_len = (next(&mut seed) % 300) as usize;
                     let data_len = (next(&mut seed) % 2000) as usize;
                     let key = (0..key_len).map(|_| next(&mut seed) as u8).collect();
-                    let hash = (next(&mut seed) % 3 == 0)
+                    let hash = next(&mut seed)
+                        .is_multiple_of(3)
                         .then(|| (u128::from(next(&mut seed)) << 64) | u128::from(next(&mut seed)));
                     let data = (0..data_len).map(|_| next(&mut seed) as u8).collect();
                     (key, hash, data, next(&mut seed) % (1 << 45))
