@@ -182,15 +182,16 @@ fn cycle(
     let mut prepared: Vec<(Arc<LogInner>, Prepared)> = Vec::with_capacity(logs.len());
     let mut ops: Vec<CycleOp> = Vec::with_capacity(logs.len());
     for log in logs {
-        if let Some((p, op)) = log.prepare(io, sync) {
+        if let Some(p) = log.prepare(io, sync, &mut ops) {
             prepared.push((log, p));
-            ops.push(op);
         }
     }
     io.run(&mut ops);
-    for ((log, p), op) in prepared.into_iter().zip(ops) {
-        let ok = op.result.is_ok();
-        log.finish(p, op);
+    let mut ops = ops.into_iter();
+    for (log, p) in prepared {
+        let mine: Vec<CycleOp> = ops.by_ref().take(p.op_count()).collect();
+        let ok = mine.iter().all(|op| op.result.is_ok());
+        log.finish(p, mine, io, matches!(durability, Durability::None));
         let interval = matches!(durability, Durability::Interval { .. });
         if ok && !sync && interval && !unsynced.iter().any(|l| Arc::ptr_eq(l, &log)) {
             unsynced.push(log);
@@ -210,8 +211,9 @@ fn sync_unsynced(io: &mut dyn CommitIo, unsynced: &mut Vec<Arc<LogInner>>) {
     }
     io.run(&mut ops);
     for (log, op) in logs.into_iter().zip(ops) {
-        if let Err(e) = op.result {
-            log.poison(&e);
+        match op.result {
+            Ok(()) => log.synced(),
+            Err(e) => log.poison(&e),
         }
     }
 }

@@ -153,15 +153,21 @@ impl<T> DirtyQueue<T> {
     }
 
     /// Enqueues an item and wakes the committer. The caller guarantees an item is queued
-    /// at most once until taken (the log's `enqueued` flag).
-    pub fn mark(&self, item: T) {
+    /// at most once until taken (the log's `enqueued` flag). Returns false, and drops the
+    /// item, if the queue was shut down: nobody will commit it.
+    #[must_use = "a false return means the item will never be committed"]
+    pub fn mark(&self, item: T) -> bool {
         let mut state = lock(&self.state);
+        if state.shutdown {
+            return false;
+        }
         state.items.push(item);
         let first = state.items.len() == 1;
         drop(state);
         if first {
             self.wake.notify_one();
         }
+        true
     }
 
     /// Takes every queued item, waiting up to `timeout` for one to arrive (forever if

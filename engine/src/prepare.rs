@@ -13,9 +13,9 @@
 //! first segment is sparse (nothing to predict from yet). A `.prep` file found at open is
 //! from before a crash and is deleted.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -88,23 +88,68 @@ struct Job {
     slot: Arc<PrepSlot>,
 }
 
-/// The background thread that zero-fills next segment files.
-#[derive(Debug)]
+/// Jobs waiting for the preparer thread, and whether it should stop.
+#[derive(Default)]
+struct Jobs {
+    state: Mutex<JobsState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct JobsState {
+    queue: VecDeque<Job>,
+    stop: bool,
+}
+
+impl Jobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobsState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next job, or `None` once stopped (queued jobs are then abandoned: the slots go
+    /// back to idle and their logs create sparse segments).
+    fn next(&self) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            if state.stop {
+                for job in state.queue.drain(..) {
+                    job.slot.finish(None);
+                }
+                return None;
+            }
+            if let Some(job) = state.queue.pop_front() {
+                return Some(job);
+            }
+            state = self.wake.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// The background thread that zero-fills next segment files. Stopping it (drop) does not
+/// wait for the logs that hold handles to it.
 pub(crate) struct Preparer {
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Arc<Jobs>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Preparer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Preparer")
+    }
 }
 
 impl Preparer {
     pub(crate) fn start() -> Result<Self> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Jobs::default());
+        let thread_jobs = Arc::clone(&jobs);
         let thread = std::thread::Builder::new()
             .name("riffle-prepare".into())
             .spawn(move || {
-                for job in rx {
+                while let Some(job) = thread_jobs.next() {
                     let path = job.dir.join(PREPARED_NAME);
-                    match zero_fill(&path, job.capacity) {
-                        Ok(()) => job.slot.finish(Some((path, job.capacity))),
+                    match zero_fill(&path, job.capacity, &thread_jobs) {
+                        Ok(true) => job.slot.finish(Some((path, job.capacity))),
+                        Ok(false) => job.slot.finish(None),
                         Err(e) => {
                             tracing::warn!(error = %e, "could not prepare the next segment; it will be created sparse");
                             job.slot.finish(None);
@@ -113,57 +158,69 @@ impl Preparer {
                 }
             })
             .map_err(|e| Error::io("riffle-prepare thread", e))?;
-        Ok(Preparer { jobs: Some(tx), thread: Some(thread) })
+        Ok(Preparer { jobs, thread: Some(thread) })
     }
 
     /// A handle that can send requests from another thread.
     pub(crate) fn handle(&self) -> PreparerHandle {
-        PreparerHandle { jobs: self.jobs.clone() }
+        PreparerHandle { jobs: Arc::clone(&self.jobs) }
     }
 }
 
 /// A cloneable sender of preparation requests.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct PreparerHandle {
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Arc<Jobs>,
+}
+
+impl std::fmt::Debug for PreparerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreparerHandle")
+    }
 }
 
 impl PreparerHandle {
     /// Asks for `dir`'s next segment file; the caller has moved `slot` to Working.
     pub(crate) fn request(&self, dir: &Path, capacity: u64, slot: &Arc<PrepSlot>) {
         let job = Job { dir: dir.to_path_buf(), capacity, slot: Arc::clone(slot) };
-        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok());
-        if !sent {
+        let mut state = self.jobs.lock();
+        if state.stop {
+            drop(state);
             slot.finish(None);
+            return;
         }
+        state.queue.push_back(job);
+        drop(state);
+        self.jobs.wake.notify_one();
     }
 }
 
 impl Drop for Preparer {
     fn drop(&mut self) {
-        self.jobs.take();
+        self.jobs.lock().stop = true;
+        self.jobs.wake.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Job({})", self.dir.display())
-    }
-}
-
-/// Writes `capacity` zero bytes to a fresh file at `path` and makes them durable.
-fn zero_fill(path: &Path, capacity: u64) -> Result<()> {
+/// Writes `capacity` zero bytes to a fresh file at `path` and makes them durable. Returns
+/// false if the preparer was stopped meanwhile (the partial file is left for the next open
+/// of the log to delete).
+fn zero_fill(path: &Path, capacity: u64, jobs: &Jobs) -> Result<bool> {
     crate::io::remove_file(path)?;
     let file = DataFile::create_new(path)?;
     let zeros = vec![0u8; ZERO_CHUNK_BYTES];
     let mut at = 0u64;
     while at < capacity {
+        if jobs.lock().stop {
+            return Ok(false);
+        }
         let n = (capacity - at).min(ZERO_CHUNK_BYTES as u64) as usize;
         file.write_all_at(&zeros[..n], at)?;
         at += n as u64;
     }
-    file.sync_data()
+    file.sync_data()?;
+    Ok(true)
 }

@@ -8,7 +8,9 @@
 //!    their length and walked by batch header from their last index entry; the active
 //!    segment is validated by CRC from its last good index entry, and its torn or stale
 //!    tail is cut (see `Segment::open`). Missing or damaged indexes are rebuilt.
-//! 4. Check that segments are contiguous: each starts where the previous one ends.
+//! 4. Check that segments are contiguous: each starts where the previous one ends. A gap
+//!    after a sealed segment is corruption; a gap after the segment that was being written
+//!    is an interrupted roll, and the unacknowledged segments past it are removed.
 //!
 //! Only the last segment is scanned by CRC, so opening costs one index walk per segment
 //! plus at most one segment's unindexed tail, not a read of the whole log.
@@ -25,19 +27,41 @@ pub(crate) fn open_segments(dir: &Path, index_interval_bytes: u32) -> Result<Vec
     let bases = crate::shard_log::segment_paths(dir)?;
     remove_orphan_indexes(dir, &bases)?;
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
-    for base in bases {
-        let segment = Segment::open(dir, base, index_interval_bytes)?;
+    for (i, &base) in bases.iter().enumerate() {
         if let Some(previous) = segments.last() {
             if previous.end_position() != base {
-                return Err(Error::corrupt(
-                    segment.log_path(),
-                    0,
-                    format!(
-                        "segment starts at position {base} but the previous one ends at {}",
-                        previous.end_position()
-                    ),
-                ));
+                if previous.is_sealed() {
+                    return Err(Error::corrupt(
+                        dir.join(segment::file_name(base, "log")),
+                        0,
+                        format!(
+                            "segment starts at position {base} but the sealed one before it ends at {}",
+                            previous.end_position()
+                        ),
+                    ));
+                }
+                // The previous segment was still being written: a crash interrupted a
+                // cycle that rolled, after this segment was created but before the
+                // previous one's part of the cycle was durable. Nothing past the gap was
+                // acknowledged (a cycle acknowledges only after all of its writes), so
+                // the log ends at the gap.
+                tracing::warn!(
+                    dir = %dir.display(),
+                    gap_at = previous.end_position(),
+                    removed = bases.len() - i,
+                    "removing unacknowledged segments after an interrupted roll"
+                );
+                for &later in &bases[i..] {
+                    for ext in ["log", "idx", "tix"] {
+                        io::remove_file(&dir.join(segment::file_name(later, ext)))?;
+                    }
+                }
+                io::sync_dir(dir)?;
+                break;
             }
+        }
+        let segment = Segment::open(dir, base, index_interval_bytes)?;
+        if let Some(previous) = segments.last() {
             if !previous.is_sealed() {
                 // A crash between creating the next segment and trimming this one: seal now.
                 previous.seal()?;

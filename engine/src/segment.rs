@@ -148,6 +148,10 @@ pub(crate) struct Segment {
     end_position: AtomicU64,
     /// File offset of the last indexed batch (writer bookkeeping, read by the writer only).
     last_indexed_offset: AtomicU64,
+    /// Published batches not yet indexed because their bytes are not yet synced (the
+    /// `Interval` mode). Index entries only ever cover synced bytes, because recovery trusts
+    /// what lies below the last entry. Writer only.
+    unindexed: std::sync::Mutex<Vec<(u64, BatchHeader)>>,
     sealed: AtomicBool,
 }
 
@@ -207,6 +211,7 @@ impl Segment {
             durable_len: AtomicU64::new(SEGMENT_HEADER_BYTES),
             end_position: AtomicU64::new(base_position),
             last_indexed_offset: AtomicU64::new(0),
+            unindexed: std::sync::Mutex::new(Vec::new()),
             sealed: AtomicBool::new(false),
         }))
     }
@@ -288,6 +293,7 @@ impl Segment {
             durable_len: AtomicU64::new(SEGMENT_HEADER_BYTES),
             end_position: AtomicU64::new(base_position),
             last_indexed_offset: AtomicU64::new(0),
+            unindexed: std::sync::Mutex::new(Vec::new()),
             sealed: AtomicBool::new(sealed),
         };
         segment.recover(file_len, sealed)?;
@@ -354,10 +360,9 @@ impl Segment {
         self.end_position.store(position, Ordering::Release);
         if !sealed && at < file_len {
             // Drop whatever lies past the last valid batch, so that stale bytes from before
-            // the crash can never be mistaken for batches written after it: shrink the file
-            // to the valid end (freeing those blocks) and grow it back to its capacity.
-            self.file.set_len(at)?;
-            self.file.set_len(self.capacity)?;
+            // the crash can never be mistaken for batches written after it. Punching a hole
+            // keeps the file's size, so a crash here cannot make the segment look sealed.
+            self.file.punch_hole(at, file_len - at)?;
             self.file.sync_data()?;
         }
         Ok(())
@@ -374,7 +379,10 @@ impl Segment {
             let ok = at >= SEGMENT_HEADER_BYTES
                 && at < file_len
                 && batch::parse_header(self.map.slice(at as usize, file_len as usize)).is_ok_and(
-                    |h| h.base_position == self.base_position + u64::from(e.relative_position),
+                    |h| {
+                        self.base_position.checked_add(u64::from(e.relative_position))
+                            == Some(h.base_position)
+                    },
                 );
             if ok {
                 trusted = Some(e);
@@ -436,9 +444,11 @@ impl Segment {
         }
     }
 
-    /// Publishes batches the writer has made durable: `batches` are their (file offset,
-    /// header) pairs in order, ending at `durable_len`. Writer only.
-    pub(crate) fn publish(&self, batches: &[(u64, BatchHeader)], durable_len: u64) {
+    /// Publishes batches the writer has made durable under the log's mode: `batches` are
+    /// their (file offset, header) pairs in order, ending at `durable_len`. `synced` says
+    /// whether their bytes are also on disk (then they are indexed now; otherwise when
+    /// [`Segment::index_synced`] is called after the next sync). Writer only.
+    pub(crate) fn publish(&self, batches: &[(u64, BatchHeader)], durable_len: u64, synced: bool) {
         let Some((_, last)) = batches.last() else { return };
         assert!(durable_len <= self.capacity);
         assert!(durable_len > self.durable_len.load(Ordering::Relaxed), "durable length must grow");
@@ -450,8 +460,24 @@ impl Segment {
         );
         self.durable_len.store(durable_len, Ordering::Release);
         self.end_position.store(end_position, Ordering::Release);
-        for (file_offset, header) in batches {
-            self.index_batch(*file_offset, header);
+        let mut unindexed =
+            self.unindexed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if synced {
+            for (file_offset, header) in unindexed.drain(..).chain(batches.iter().copied()) {
+                self.index_batch(file_offset, &header);
+            }
+        } else {
+            unindexed.extend_from_slice(batches);
+        }
+    }
+
+    /// Indexes the published batches that waited for a sync. Writer only, after a
+    /// successful sync of this segment's file.
+    pub(crate) fn index_synced(&self) {
+        let mut unindexed =
+            self.unindexed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (file_offset, header) in unindexed.drain(..) {
+            self.index_batch(file_offset, &header);
         }
     }
 
@@ -461,6 +487,10 @@ impl Segment {
         if self.sealed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // Data first: the trimmed size must never reach the disk before the bytes below it,
+        // or a crash could leave a short file that reads as sealed with a torn tail.
+        self.file.sync_data()?;
+        self.index_synced();
         self.offset_index.seal()?;
         self.time_index.seal()?;
         self.file.set_len(self.durable_len())?;
@@ -549,7 +579,9 @@ impl Segment {
             return Ok(None);
         }
         let start_position = time::lookup_before(&self.time_index, timestamp_ms)
-            .map_or(self.base_position, |e| self.base_position + u64::from(e.relative_position));
+            .map_or(self.base_position, |e| {
+                self.base_position.saturating_add(u64::from(e.relative_position))
+            });
         let (mut at, _) = self.locate(start_position.min(end_position - 1), durable_len)?;
         while at < durable_len {
             let rest = self.map.slice(at as usize, durable_len as usize);
@@ -581,5 +613,32 @@ impl Segment {
         let durable_len = self.durable_len();
         let (_, header) = self.locate(end - 1, durable_len)?;
         Ok(Some(header.max_timestamp_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, EncodedBatches, Record};
+
+    #[test]
+    fn unsynced_batches_are_indexed_only_after_a_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let segment = Segment::create(dir.path(), 0, 64 * 1024, 1, 1, None).expect("create");
+        let mut builder = BatchBuilder::default();
+        for position in 0..3u64 {
+            builder.begin(position);
+            builder.push(&Record { partition_key: b"k", explicit_hash_key: None, data: b"v" }, 5);
+        }
+        let encoded = builder.take(EncodedBatches::default());
+        segment.file().write_all_at(&encoded.bytes, SEGMENT_HEADER_BYTES).expect("write");
+        let placed: Vec<(u64, BatchHeader)> =
+            encoded.batches.iter().map(|(at, h)| (SEGMENT_HEADER_BYTES + *at as u64, *h)).collect();
+        let end = SEGMENT_HEADER_BYTES + encoded.bytes.len() as u64;
+        segment.publish(&placed[..2], placed[2].0, false);
+        assert_eq!(segment.offset_index.len(), 0, "no entry may cover bytes that are not synced");
+        assert_eq!(segment.end_position(), 2, "readers see them under the Interval mode");
+        segment.publish(&placed[2..], end, true);
+        assert_eq!(segment.offset_index.len(), 3, "a sync indexes what waited for it");
     }
 }

@@ -156,17 +156,30 @@ struct Writer {
     spare: EncodedBatches,
 }
 
-/// A log's share of a commit cycle, between `prepare` and `finish`.
+/// A log's share of a commit cycle, between `prepare` and `finish`: one placement per
+/// segment the cycle writes to (more than one only when the cycle rolls a segment).
 pub(crate) struct Prepared {
-    segment: std::sync::Arc<Segment>,
-    placed: Vec<(u64, BatchHeader)>,
+    placements: Vec<Placement>,
     batches: Vec<(usize, BatchHeader)>,
     waiters: Vec<Arc<Completion<Result<()>>>>,
 }
 
-/// Where a cycle's write goes: the segment, each batch's (file offset, header), and where
-/// in the cycle's buffer the write starts.
-type Placement = (std::sync::Arc<Segment>, Vec<(u64, BatchHeader)>, usize);
+/// Batches of one cycle going to one segment: each batch's (file offset, header), the
+/// range of the cycle's buffer they occupy, and whether the segment is full after them
+/// (sealed once the cycle's writes succeed).
+struct Placement {
+    segment: std::sync::Arc<Segment>,
+    batches: Vec<(u64, BatchHeader)>,
+    range: std::ops::Range<usize>,
+    seal_after: bool,
+}
+
+impl Prepared {
+    /// Number of I/O ops this log contributes to the cycle.
+    pub(crate) fn op_count(&self) -> usize {
+        self.placements.len()
+    }
+}
 
 /// Shared state of one log.
 #[derive(Debug)]
@@ -289,12 +302,7 @@ impl ShardLog {
             pending.next_position += 1;
         }
         pending.waiters.push(Arc::clone(&completion));
-        let enqueue = !pending.enqueued;
-        pending.enqueued = true;
-        drop(pending);
-        if enqueue {
-            self.inner.queue.mark(Arc::clone(&self.inner));
-        }
+        LogInner::enqueue(&self.inner, pending)?;
         Ok(AppendTicket { first_position, count, completion })
     }
 
@@ -314,12 +322,7 @@ impl ShardLog {
             return Ok(());
         }
         pending.waiters.push(Arc::clone(&completion));
-        let enqueue = !pending.enqueued;
-        pending.enqueued = true;
-        drop(pending);
-        if enqueue {
-            self.inner.queue.mark(Arc::clone(&self.inner));
-        }
+        LogInner::enqueue(&self.inner, pending)?;
         completion.wait()
     }
 
@@ -431,10 +434,34 @@ impl Pending {
 }
 
 impl LogInner {
-    /// Takes the log's pending batches and turns them into this cycle's write. Rolls
-    /// segments as needed (rare; done here, synchronously). Returns `None` if there is
-    /// nothing to write (waiters are then completed at once).
-    pub(crate) fn prepare(&self, io: &mut dyn CommitIo, sync: bool) -> Option<(Prepared, CycleOp)> {
+    /// Queues the log for the next commit cycle unless it is queued already. If the commit
+    /// group has shut down, nobody will commit: the log is closed and every waiter,
+    /// including the caller's, is answered with `Closed`.
+    fn enqueue(this: &Arc<Self>, mut pending: crate::sync::MutexGuard<'_, Pending>) -> Result<()> {
+        let enqueue = !pending.enqueued;
+        pending.enqueued = true;
+        drop(pending);
+        if !enqueue || this.queue.mark(Arc::clone(this)) {
+            return Ok(());
+        }
+        let mut pending = lock(&this.pending);
+        pending.state = LogState::Closed;
+        let waiters = std::mem::take(&mut pending.waiters);
+        drop(pending);
+        waiters.iter().for_each(|w| w.complete(Err(Error::Closed)));
+        Err(Error::Closed)
+    }
+
+    /// Takes the log's pending batches and turns them into this cycle's writes (appended
+    /// to `ops`). Creates the segments the cycle rolls into *before* anything is written,
+    /// so that a failed roll leaves nothing of the cycle on disk. Returns `None` if there
+    /// is nothing to write (waiters are then completed at once).
+    pub(crate) fn prepare(
+        &self,
+        io: &mut dyn CommitIo,
+        sync: bool,
+        ops: &mut Vec<CycleOp>,
+    ) -> Option<Prepared> {
         let mut writer = lock(&self.writer);
         let spare = std::mem::take(&mut writer.spare);
         let (encoded, waiters) = {
@@ -456,17 +483,29 @@ impl LogInner {
             return None;
         }
         match self.place(&mut writer, io, &encoded) {
-            Ok((segment, placed, range_start)) => {
-                let file_offset = placed[0].0;
-                let op = CycleOp {
-                    file: std::sync::Arc::clone(segment.file()),
-                    file_offset,
-                    range: range_start..encoded.bytes.len(),
-                    buf: encoded.bytes,
-                    sync,
-                    result: Ok(()),
-                };
-                Some((Prepared { segment, placed, batches: encoded.batches, waiters }, op))
+            Ok(placements) => {
+                let EncodedBatches { bytes, batches } = encoded;
+                let mut bytes = Some(bytes);
+                for (i, p) in placements.iter().enumerate() {
+                    // The common case is one placement, which takes the buffer itself;
+                    // a cycle that rolls copies the later parts (rare, and at most a cycle).
+                    let (buf, range) = if i + 1 == placements.len() {
+                        (bytes.take().unwrap_or_default(), p.range.clone())
+                    } else {
+                        let src = bytes.as_ref().map_or(&[][..], |b| &b[p.range.clone()]);
+                        (src.to_vec(), 0..p.range.len())
+                    };
+                    let file_offset = p.batches.first().map_or(0, |b| b.0);
+                    ops.push(CycleOp {
+                        file: std::sync::Arc::clone(p.segment.file()),
+                        file_offset,
+                        range,
+                        buf,
+                        sync,
+                        result: Ok(()),
+                    });
+                }
+                Some(Prepared { placements, batches, waiters })
             }
             Err(e) => {
                 drop(writer);
@@ -477,17 +516,14 @@ impl LogInner {
         }
     }
 
-    /// Assigns the cycle's batches to segments and file offsets. Batches that do not fit in
-    /// the active segment trigger a roll: the batches before them are written and synced
-    /// here, the segment is sealed, and a new one starts at the next batch's position.
-    /// Returns the segment for the cycle's write, the placed batches, and where in the
-    /// buffer the write starts.
+    /// Assigns the cycle's batches to segments and file offsets, creating the segments it
+    /// rolls into. Writes no record bytes.
     fn place(
         &self,
         writer: &mut Writer,
         io: &mut dyn CommitIo,
         encoded: &EncodedBatches,
-    ) -> Result<Placement> {
+    ) -> Result<Vec<Placement>> {
         let first_base = encoded.batches[0].1.base_position;
         let now = self.config.clock.now_ms();
         let aged = writer.active.as_ref().is_some_and(|s| {
@@ -495,33 +531,42 @@ impl LogInner {
                 && now.saturating_sub(s.created_ms) >= self.config.segment_age_ms
         });
         if aged {
-            self.roll(writer, io, None)?;
+            // Everything in the aged segment is durable already (earlier cycles).
+            if let Some(active) = writer.active.take() {
+                io.forget(active.file().uid());
+                active.seal()?;
+            }
         }
         if writer.active.is_none() {
-            self.roll(writer, io, Some(first_base))?;
+            self.create_segment(writer, first_base)?;
         }
-        let mut placed = Vec::with_capacity(encoded.batches.len());
-        let mut range_start = 0;
-        for (i, (buf_offset, header)) in encoded.batches.iter().enumerate() {
-            let segment = writer.active.clone().expect("an active segment was ensured");
-            if writer.written_len + u64::from(header.batch_bytes) > segment.capacity {
-                // Write and sync what fits, publish it, then roll.
-                if !placed.is_empty() {
-                    let bytes = &encoded.bytes[range_start..*buf_offset];
-                    let at =
-                        placed.first().map_or(writer.written_len, |p: &(u64, BatchHeader)| p.0);
-                    segment.file().write_all_at(bytes, at)?;
-                    segment.file().sync_data()?;
-                    segment.publish(&placed, writer.written_len);
-                    self.durable.publish(encoded.batches[i - 1].1.end_position());
-                    placed.clear();
-                }
-                self.roll(writer, io, Some(header.base_position))?;
-                range_start = *buf_offset;
+        let mut placements: Vec<Placement> = Vec::new();
+        let mut current = Placement {
+            segment: writer.active.clone().expect("an active segment was ensured"),
+            batches: Vec::with_capacity(encoded.batches.len()),
+            range: 0..0,
+            seal_after: false,
+        };
+        for (buf_offset, header) in &encoded.batches {
+            if writer.written_len + u64::from(header.batch_bytes) > current.segment.capacity {
+                current.range.end = *buf_offset;
+                current.seal_after = true;
+                self.create_segment(writer, header.base_position)?;
+                let next = Placement {
+                    segment: writer.active.clone().expect("just created"),
+                    batches: Vec::new(),
+                    range: *buf_offset..*buf_offset,
+                    seal_after: false,
+                };
+                placements.push(std::mem::replace(&mut current, next));
             }
-            placed.push((writer.written_len, *header));
+            current.batches.push((writer.written_len, *header));
             writer.written_len += u64::from(header.batch_bytes);
         }
+        current.range.end = encoded.bytes.len();
+        placements.push(current);
+        // A placement with no batches writes nothing (a roll at the cycle's first batch).
+        placements.retain(|p| !p.batches.is_empty() || p.seal_after);
         let segment = writer.active.clone().expect("an active segment was ensured");
         if self.config.prepare_segments
             && writer.written_len > segment.capacity / 2
@@ -529,61 +574,70 @@ impl LogInner {
         {
             self.preparer.request(&self.dir, self.config.segment_bytes, &self.prep);
         }
-        Ok((segment, placed, range_start))
+        Ok(placements)
     }
 
-    /// Seals the active segment (if any) and, if `next_base` is given, creates the next one.
-    fn roll(
-        &self,
-        writer: &mut Writer,
-        io: &mut dyn CommitIo,
-        next_base: Option<u64>,
-    ) -> Result<()> {
-        if let Some(active) = writer.active.take() {
-            assert_eq!(active.durable_len(), writer.written_len, "roll with unpublished bytes");
-            io.forget(active.file().uid());
-            active.seal()?;
-        }
-        if let Some(base) = next_base {
-            let segment = Segment::create(
-                &self.dir,
-                base,
-                self.config.segment_bytes,
-                self.config.clock.now_ms(),
-                self.config.index_interval_bytes,
-                self.prep.take_ready(self.config.segment_bytes),
-            )?;
-            let mut list: Vec<_> = self.segments.load().iter().cloned().collect();
-            if let Some(last) = list.last() {
-                assert_eq!(last.end_position(), base, "segments must be contiguous");
-            }
-            list.push(std::sync::Arc::clone(&segment));
-            self.segments.store(std::sync::Arc::new(list));
-            writer.written_len = SEGMENT_HEADER_BYTES;
-            writer.active = Some(segment);
-        }
+    /// Creates the segment starting at `base`, makes it the active one and lists it for
+    /// readers (empty until the cycle that fills it publishes).
+    fn create_segment(&self, writer: &mut Writer, base: u64) -> Result<()> {
+        let segment = Segment::create(
+            &self.dir,
+            base,
+            self.config.segment_bytes,
+            self.config.clock.now_ms(),
+            self.config.index_interval_bytes,
+            self.prep.take_ready(self.config.segment_bytes),
+        )?;
+        let mut list: Vec<_> = self.segments.load().iter().cloned().collect();
+        list.push(std::sync::Arc::clone(&segment));
+        self.segments.store(std::sync::Arc::new(list));
+        writer.written_len = SEGMENT_HEADER_BYTES;
+        writer.active = Some(segment);
         Ok(())
     }
 
-    /// Completes a cycle: publishes what was written (if it succeeded) and answers every
-    /// waiter.
-    pub(crate) fn finish(&self, prepared: Prepared, op: CycleOp) {
-        let Prepared { segment, placed, batches, waiters } = prepared;
-        let result = match op.result {
-            Ok(()) => {
-                let durable_len = op.file_offset + op.range.len() as u64;
-                segment.publish(&placed, durable_len);
-                if let Some((_, last)) = placed.last() {
-                    self.durable.publish(last.end_position());
-                }
-                Ok(())
-            }
-            Err(e) => {
+    /// Completes a cycle with this log's ops (in the order `prepare` pushed them): if every
+    /// write (and sync) succeeded, publishes the batches segment by segment, seals the
+    /// segments the cycle filled, and acknowledges every waiter; otherwise publishes
+    /// nothing, stops the log, and answers every waiter with the error.
+    ///
+    /// `index_now`: the written bytes may be indexed now (they were synced, or the mode is
+    /// `None`, which never syncs and whose power-loss behaviour is undefined anyway).
+    pub(crate) fn finish(
+        &self,
+        prepared: Prepared,
+        ops: Vec<CycleOp>,
+        io: &mut dyn CommitIo,
+        index_now: bool,
+    ) {
+        let Prepared { placements, batches, waiters } = prepared;
+        debug_assert_eq!(placements.len(), ops.len());
+        let failed = ops.iter().find_map(|op| op.result.as_ref().err().cloned());
+        let result = match failed {
+            Some(e) => {
                 self.poison(&e);
                 Err(e)
             }
+            None => {
+                for (p, op) in placements.iter().zip(&ops) {
+                    if let Some((_, last)) = p.batches.last() {
+                        let durable_len = op.file_offset + op.range.len() as u64;
+                        p.segment.publish(&p.batches, durable_len, index_now || op.sync);
+                        self.durable.publish(last.end_position());
+                    }
+                    if p.seal_after {
+                        io.forget(p.segment.file().uid());
+                        // The records are durable and published; a failed seal (index
+                        // flush, trim) stops further writes but acknowledges them.
+                        if let Err(e) = p.segment.seal() {
+                            self.poison(&e);
+                        }
+                    }
+                }
+                Ok(())
+            }
         };
-        {
+        if let Some(op) = ops.into_iter().last() {
             let mut writer = lock(&self.writer);
             writer.spare = EncodedBatches { bytes: op.buf, batches };
         }
@@ -604,6 +658,14 @@ impl LogInner {
             sync: true,
             result: Ok(()),
         })
+    }
+
+    /// After a successful sync-only op: index what that sync made durable.
+    pub(crate) fn synced(&self) {
+        let writer = lock(&self.writer);
+        if let Some(segment) = &writer.active {
+            segment.index_synced();
+        }
     }
 
     /// Stops the log after a failed commit.

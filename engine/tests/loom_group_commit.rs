@@ -100,7 +100,7 @@ impl Log {
         pending.enqueued = true;
         drop(pending);
         if enqueue {
-            queue.mark(Arc::clone(this));
+            assert!(queue.mark(Arc::clone(this)));
         }
         (position, completion)
     }
@@ -118,7 +118,7 @@ impl Log {
         pending.enqueued = true;
         drop(pending);
         if enqueue {
-            queue.mark(Arc::clone(this));
+            assert!(queue.mark(Arc::clone(this)));
         }
         completion.wait();
         true

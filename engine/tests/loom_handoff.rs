@@ -208,9 +208,9 @@ fn committer_in_take_returns_shutdown_with_the_queued_items() {
             };
             let producer = {
                 let q = Arc::clone(&q);
-                thread::spawn(move || q.mark(2))
+                thread::spawn(move || assert!(q.mark(2)))
             };
-            q.mark(1);
+            assert!(q.mark(1));
             producer.join().expect("producer");
             q.shutdown();
             let mut got = committer.join().expect("committer");

@@ -451,3 +451,45 @@ fn the_next_segment_is_zero_filled_in_the_background_and_used_at_the_roll() {
         assert_eq!(read_all(&log, 0).len(), i);
     }
 }
+
+#[test]
+fn dropping_the_commit_group_closes_its_logs_instead_of_hanging() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = group(IoBackend::Std, Durability::Sync);
+    let log = ShardLog::open(dir.path(), LogConfig::default(), &g).expect("open");
+    log.append_wait(&[rec(b"before")]).expect("append");
+    drop(g);
+    assert!(matches!(log.append(&[rec(b"after")]), Err(Error::Closed)));
+    assert!(matches!(log.append(&[rec(b"again")]), Err(Error::Closed)));
+    assert_eq!(read_all(&log, 0).len(), 1);
+}
+
+#[test]
+fn a_failed_roll_writes_and_acknowledges_nothing_of_its_cycle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(1_000);
+    let config = LogConfig { prepare_segments: false, ..small_config(&clock) };
+    let g = group(IoBackend::Std, Durability::Sync);
+    let log = ShardLog::open(dir.path(), config.clone(), &g).expect("open");
+    log.append_wait(&[rec(b"first")]).expect("append");
+    // Make creating any next segment fail: its temporary file name is taken by a directory.
+    let blockers: Vec<_> =
+        (1..=200u64).map(|b| dir.path().join(format!("{b:020}.log.tmp"))).collect();
+    for b in &blockers {
+        std::fs::create_dir(b).expect("blocker");
+    }
+    let data = vec![5u8; 1000];
+    let records: Vec<Record<'_>> = (0..100).map(|_| rec(&data)).collect();
+    assert!(log.append_wait(&records).is_err(), "the cycle that needed a new segment fails");
+    assert_eq!(log.end_position(), 1, "nothing of the failed cycle is visible");
+    assert_eq!(read_all(&log, 0).len(), 1);
+    assert!(log.poisoned().is_some());
+    drop(log);
+    drop(g);
+    for b in &blockers {
+        std::fs::remove_dir(b).expect("remove blocker");
+    }
+    let g = group(IoBackend::Std, Durability::Sync);
+    let log = ShardLog::open(dir.path(), config, &g).expect("reopen");
+    assert_eq!(log.end_position(), 1, "nothing of the failed cycle was written");
+}

@@ -119,6 +119,30 @@ impl DataFile {
         self.file.sync_data().map_err(|e| Error::io(&self.path, e))
     }
 
+    /// Frees the blocks of `[file_offset, file_offset + len)` so that they read as zeros,
+    /// without changing the file's size (`fallocate(PUNCH_HOLE | KEEP_SIZE)`).
+    pub(crate) fn punch_hole(&self, file_offset: u64, len: u64) -> Result<()> {
+        use rustix::fs::FallocateFlags;
+        let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        match rustix::fs::fallocate(&self.file, flags, file_offset, len) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::OPNOTSUPP) => self.write_zeros(file_offset, len),
+            Err(e) => Err(Error::io(&self.path, e.into())),
+        }
+    }
+
+    /// Overwrites a range with zeros (where the file system cannot punch holes).
+    fn write_zeros(&self, file_offset: u64, len: u64) -> Result<()> {
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(zeros.len() as u64) as usize;
+            self.write_all_at(&zeros[..n], file_offset + at)?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
     pub(crate) fn set_len(&self, len: u64) -> Result<()> {
         self.file.set_len(len).map_err(|e| Error::io(&self.path, e))
     }

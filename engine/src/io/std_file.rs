@@ -10,7 +10,9 @@ impl CommitIo for StdIo {
         // Write everything first, then sync: the kernel can start writeback of later files
         // while the first sync waits.
         for op in ops.iter_mut() {
-            op.result = op.file.write_all_at(&op.buf[op.range.clone()], op.file_offset);
+            if !op.range.is_empty() {
+                op.result = op.file.write_all_at(&op.buf[op.range.clone()], op.file_offset);
+            }
         }
         for op in ops.iter_mut() {
             if op.sync && op.result.is_ok() {

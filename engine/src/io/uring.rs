@@ -61,11 +61,16 @@ async fn write_then_sync(
     file_offset: u64,
     sync: bool,
 ) -> (io::Result<()>, Vec<u8>) {
-    let (result, slice) = file.write_all_at(buf.slice(range), file_offset).await;
-    let buf = slice.into_inner();
-    if let Err(e) = result {
-        return (Err(e), buf);
-    }
+    let buf = if range.is_empty() {
+        buf
+    } else {
+        let (result, slice) = file.write_all_at(buf.slice(range), file_offset).await;
+        let buf = slice.into_inner();
+        if let Err(e) = result {
+            return (Err(e), buf);
+        }
+        buf
+    };
     if sync {
         if let Err(e) = file.sync_data().await {
             return (Err(e), buf);
