@@ -64,7 +64,7 @@ pub(crate) fn open_segments(dir: &Path, index_interval_bytes: u32) -> Result<Vec
         if let Some(previous) = segments.last() {
             if !previous.is_sealed() {
                 // A crash between creating the next segment and trimming this one: seal now.
-                previous.seal()?;
+                previous.seal(true)?;
             }
         }
         segments.push(segment);

@@ -483,8 +483,17 @@ impl Segment {
 
     /// Seals the segment: flushes and trims the indexes, trims the file to its data, syncs.
     /// Writer only. Readers are unaffected: nothing they can map lies past the new end.
-    pub(crate) fn seal(&self) -> Result<()> {
+    ///
+    /// `durable` is false under `Durability::None`, which promises nothing across a power
+    /// loss: the segment is then only marked sealed (no sync of up to a segment of dirty
+    /// pages on the commit path, no trim); it keeps its full size, so the next open treats
+    /// it as written-to, validates its tail by CRC and seals it properly.
+    pub(crate) fn seal(&self, durable: bool) -> Result<()> {
         if self.sealed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if !durable {
+            self.index_synced();
             return Ok(());
         }
         // Data first: the trimmed size must never reach the disk before the bytes below it,

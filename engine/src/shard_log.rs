@@ -30,7 +30,7 @@ use crate::constants::{
     SEGMENT_AGE_MS_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 use crate::error::{Error, Result};
-use crate::group_commit::{CommitGroup, Queue};
+use crate::group_commit::{CommitGroup, Durability, Queue};
 use crate::handoff::{Completion, CompletionFuture};
 use crate::io::{self, CommitIo, CycleOp};
 use crate::prepare::{PrepSlot, PreparerHandle, PREPARED_NAME};
@@ -193,6 +193,11 @@ pub(crate) struct LogInner {
     queue: Arc<Queue>,
     prep: std::sync::Arc<PrepSlot>,
     preparer: PreparerHandle,
+    /// Zero-fill next segments in the background (config, and never under `None`: the
+    /// zero-fill doubles the disk writes and buys nothing without syncs).
+    prepare_segments: bool,
+    /// Seal segments durably (sync, trim); false under `Durability::None`.
+    durable_seals: bool,
     _lock: File,
 }
 
@@ -256,6 +261,8 @@ impl ShardLog {
             queue: Arc::clone(group.queue()),
             prep: std::sync::Arc::new(PrepSlot::default()),
             preparer: group.preparer(),
+            prepare_segments: config.prepare_segments && group.durability() != Durability::None,
+            durable_seals: group.durability() != Durability::None,
             config,
             _lock: lock_file,
         };
@@ -396,7 +403,7 @@ impl ShardLog {
         self.flush()?;
         let mut writer = lock(&self.inner.writer);
         if let Some(active) = writer.active.take() {
-            active.seal()?;
+            active.seal(self.inner.durable_seals)?;
         }
         Ok(())
     }
@@ -534,7 +541,7 @@ impl LogInner {
             // Everything in the aged segment is durable already (earlier cycles).
             if let Some(active) = writer.active.take() {
                 io.forget(active.file().uid());
-                active.seal()?;
+                active.seal(self.durable_seals)?;
             }
         }
         if writer.active.is_none() {
@@ -568,10 +575,7 @@ impl LogInner {
         // A placement with no batches writes nothing (a roll at the cycle's first batch).
         placements.retain(|p| !p.batches.is_empty() || p.seal_after);
         let segment = writer.active.clone().expect("an active segment was ensured");
-        if self.config.prepare_segments
-            && writer.written_len > segment.capacity / 2
-            && self.prep.begin()
-        {
+        if self.prepare_segments && writer.written_len > segment.capacity / 2 && self.prep.begin() {
             self.preparer.request(&self.dir, self.config.segment_bytes, &self.prep);
         }
         Ok(placements)
@@ -629,7 +633,7 @@ impl LogInner {
                         io.forget(p.segment.file().uid());
                         // The records are durable and published; a failed seal (index
                         // flush, trim) stops further writes but acknowledges them.
-                        if let Err(e) = p.segment.seal() {
+                        if let Err(e) = p.segment.seal(self.durable_seals) {
                             self.poison(&e);
                         }
                     }
