@@ -511,7 +511,7 @@ fn many_logs_in_one_group_commit_together_on_both_backends() {
                 for producer in 0..3u64 {
                     s.spawn(move || {
                         for i in 0..80u64 {
-                            let data = format!("log{t}-p{producer}-{i}").repeat(20).into_bytes();
+                            let data = format!("log{t}-p{producer}-{i}").repeat(40).into_bytes();
                             log.append_wait(&[rec(&data)]).expect("append");
                         }
                     });
