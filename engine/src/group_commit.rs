@@ -19,6 +19,7 @@
 //! - A failed write or sync completes that cycle's waiters with the error and poisons the
 //!   log: nothing from the cycle is acknowledged, and the log takes no more writes.
 
+use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::handoff::{DirtyQueue, Taken};
 use crate::io::{self, CommitIo, CycleOp, IoBackend};
 use crate::prepare::{Preparer, PreparerHandle};
-use crate::shard_log::{LogInner, Prepared};
+use crate::shard_log::{Answer, LogInner, Prepared};
 use crate::sync::Arc;
 
 /// When an append is acknowledged, and what readers may see.
@@ -97,8 +98,26 @@ impl CommitGroup {
             .name("riffle-commit".into())
             .spawn(move || match make_io() {
                 Ok(io) => {
+                    let (acks, ack_rx) = std::sync::mpsc::channel::<Acks>();
+                    let acker =
+                        std::thread::Builder::new().name("riffle-ack".into()).spawn(move || {
+                            for batch in ack_rx {
+                                for (waiters, result) in batch {
+                                    waiters.iter().for_each(|w| w.complete(result.clone()));
+                                }
+                            }
+                        });
+                    let acker = match acker {
+                        Ok(a) => a,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(Error::io("riffle-ack thread", e)));
+                            return;
+                        }
+                    };
                     let _ = ready_tx.send(Ok(io.name()));
-                    run(&thread_queue, durability, io);
+                    run(&thread_queue, durability, io, &acks);
+                    drop(acks);
+                    let _ = acker.join();
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -137,8 +156,14 @@ impl Drop for CommitGroup {
     }
 }
 
-/// The committer's loop.
-fn run(queue: &Queue, durability: Durability, mut io: Box<dyn CommitIo>) {
+/// The answers of one cycle: each log's waiters and their common result.
+type Acks = Vec<Answer>;
+
+/// The committer's loop. Waiters are answered by a second thread (`riffle-ack`), so that
+/// waking tens of blocked producers (a futex wake each) overlaps with the next cycle's
+/// write and sync instead of delaying it: measured, acknowledging 55 waiters cost the
+/// commit thread about as much CPU as the write and sync themselves.
+fn run(queue: &Queue, durability: Durability, mut io: Box<dyn CommitIo>, acks: &Sender<Acks>) {
     let interval = match durability {
         Durability::Interval { interval_ms } => Some(Duration::from_millis(interval_ms)),
         _ => None,
@@ -151,7 +176,11 @@ fn run(queue: &Queue, durability: Durability, mut io: Box<dyn CommitIo>) {
             Taken::Shutdown(items) => (items, true),
         };
         let sync_due = interval.is_some_and(|i| last_sync.elapsed() >= i) || stopping;
-        cycle(&mut *io, durability, logs, sync_due, &mut unsynced);
+        let answers = cycle(&mut *io, durability, logs, sync_due, &mut unsynced);
+        if !answers.is_empty() {
+            // The acker outlives this loop; a send can only fail if it panicked.
+            let _ = acks.send(answers);
+        }
         if sync_due && interval.is_some() {
             sync_unsynced(&mut *io, &mut unsynced);
             last_sync = Instant::now();
@@ -170,9 +199,9 @@ fn cycle(
     logs: Vec<Arc<LogInner>>,
     sync_due: bool,
     unsynced: &mut Vec<Arc<LogInner>>,
-) {
+) -> Acks {
     if logs.is_empty() {
-        return;
+        return Vec::new();
     }
     let sync = match durability {
         Durability::Sync => true,
@@ -188,15 +217,17 @@ fn cycle(
     }
     io.run(&mut ops);
     let mut ops = ops.into_iter();
+    let mut answers = Vec::with_capacity(prepared.len());
     for (log, p) in prepared {
         let mine: Vec<CycleOp> = ops.by_ref().take(p.op_count()).collect();
         let ok = mine.iter().all(|op| op.result.is_ok());
-        log.finish(p, mine, io, matches!(durability, Durability::None));
+        answers.push(log.finish(p, mine, io, matches!(durability, Durability::None)));
         let interval = matches!(durability, Durability::Interval { .. });
         if ok && !sync && interval && !unsynced.iter().any(|l| Arc::ptr_eq(l, &log)) {
             unsynced.push(log);
         }
     }
+    answers
 }
 
 /// `Interval` mode: sync every log written since the last sync, all together.

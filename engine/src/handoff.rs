@@ -32,13 +32,21 @@ pub struct Completion<T> {
 struct CompletionState<T> {
     result: Option<T>,
     taken: bool,
+    /// A thread is (or is about to be) blocked in `wait`. std's futex condvar makes a wake
+    /// syscall on every notify, waiter or not, so `complete` notifies only when this is set.
+    waiting: bool,
     waker: Option<Waker>,
 }
 
 impl<T> Default for Completion<T> {
     fn default() -> Self {
         Completion {
-            state: Mutex::new(CompletionState { result: None, taken: false, waker: None }),
+            state: Mutex::new(CompletionState {
+                result: None,
+                taken: false,
+                waiting: false,
+                waker: None,
+            }),
             ready: Condvar::new(),
         }
     }
@@ -51,13 +59,15 @@ impl<T> Completion<T> {
 
     /// Delivers the result. Committer only; exactly once.
     pub fn complete(&self, result: T) {
-        let waker = {
+        let (waker, waiting) = {
             let mut state = lock(&self.state);
             assert!(state.result.is_none() && !state.taken, "completion completed twice");
             state.result = Some(result);
-            state.waker.take()
+            (state.waker.take(), state.waiting)
         };
-        self.ready.notify_all();
+        if waiting {
+            self.ready.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -72,6 +82,7 @@ impl<T> Completion<T> {
                 return result;
             }
             assert!(!state.taken, "completion result taken twice");
+            state.waiting = true;
             #[cfg(loom)]
             {
                 state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());

@@ -181,6 +181,9 @@ impl Prepared {
     }
 }
 
+/// A cycle's waiters of one log and the answer they all get.
+pub(crate) type Answer = (Vec<Arc<Completion<Result<()>>>>, Result<()>);
+
 /// Shared state of one log.
 #[derive(Debug)]
 pub(crate) struct LogInner {
@@ -602,18 +605,19 @@ impl LogInner {
 
     /// Completes a cycle with this log's ops (in the order `prepare` pushed them): if every
     /// write (and sync) succeeded, publishes the batches segment by segment, seals the
-    /// segments the cycle filled, and acknowledges every waiter; otherwise publishes
+    /// segments the cycle filled, and answers every waiter `Ok`; otherwise publishes
     /// nothing, stops the log, and answers every waiter with the error.
     ///
     /// `index_now`: the written bytes may be indexed now (they were synced, or the mode is
     /// `None`, which never syncs and whose power-loss behaviour is undefined anyway).
+    /// Returns the waiters and their answer; the caller delivers it (off the commit path).
     pub(crate) fn finish(
         &self,
         prepared: Prepared,
         ops: Vec<CycleOp>,
         io: &mut dyn CommitIo,
         index_now: bool,
-    ) {
+    ) -> Answer {
         let Prepared { placements, batches, waiters } = prepared;
         debug_assert_eq!(placements.len(), ops.len());
         let failed = ops.iter().find_map(|op| op.result.as_ref().err().cloned());
@@ -645,9 +649,7 @@ impl LogInner {
             let mut writer = lock(&self.writer);
             writer.spare = EncodedBatches { bytes: op.buf, batches };
         }
-        for w in &waiters {
-            w.complete(result.clone());
-        }
+        (waiters, result)
     }
 
     /// A sync-only op for the active segment (`Interval` mode's periodic sync).
