@@ -51,7 +51,7 @@ pub struct LogConfig {
     pub segment_age_ms: u64,
     /// Source of arrival timestamps and segment ages.
     pub clock: std::sync::Arc<dyn Clock>,
-    /// Zero-fill the next segment file in the background once the active one is half full
+    /// Zero-fill the next segment file in the background once the active one is a quarter full
     /// (default on), so that writes overwrite existing blocks; see [`crate::prepare`].
     pub prepare_segments: bool,
 }
@@ -578,7 +578,7 @@ impl LogInner {
         // A placement with no batches writes nothing (a roll at the cycle's first batch).
         placements.retain(|p| !p.batches.is_empty() || p.seal_after);
         let segment = writer.active.clone().expect("an active segment was ensured");
-        if self.prepare_segments && writer.written_len > segment.capacity / 2 && self.prep.begin() {
+        if self.prepare_segments && writer.written_len > segment.capacity / 4 && self.prep.begin() {
             self.preparer.request(&self.dir, self.config.segment_bytes, &self.prep);
         }
         Ok(placements)
