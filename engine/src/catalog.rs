@@ -43,14 +43,20 @@ const CATALOG_TMP: &str = "catalog.tmp";
 /// Everything the engine knows about its streams.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
-    /// Incremented by every committed change.
+    /// Incremented by every commit.
     pub generation: u64,
-    /// The next stream incarnation number (part of every sequence number).
+    /// Epoch for the next created stream (a stream's incarnation: a stream deleted and
+    /// created again under the same name gets a new epoch, so that sequence numbers and
+    /// iterators of the old one are recognised as foreign).
     pub next_stream_epoch: u32,
+    /// Key of the MACs on shard iterators and paging tokens (hex), made at first open so
+    /// that tokens survive a restart.
+    #[serde(default)]
+    pub token_key: String,
     pub streams: BTreeMap<String, StreamMeta>,
 }
 
-/// A stream's lifecycle state, as Kinesis names it.
+/// `StreamStatus` of Kinesis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StreamStatus {
@@ -60,7 +66,19 @@ pub enum StreamStatus {
     Deleting,
 }
 
-/// Provisioned or on-demand capacity.
+impl StreamStatus {
+    /// The Kinesis spelling (`ACTIVE`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamStatus::Creating => "CREATING",
+            StreamStatus::Active => "ACTIVE",
+            StreamStatus::Updating => "UPDATING",
+            StreamStatus::Deleting => "DELETING",
+        }
+    }
+}
+
+/// Capacity mode (`StreamModeDetails.StreamMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StreamMode {
@@ -68,37 +86,60 @@ pub enum StreamMode {
     OnDemand,
 }
 
-/// One stream.
+impl StreamMode {
+    /// The Kinesis spelling (`PROVISIONED`, `ON_DEMAND`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamMode::Provisioned => "PROVISIONED",
+            StreamMode::OnDemand => "ON_DEMAND",
+        }
+    }
+}
+
+/// One stream as the catalog stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamMeta {
     pub name: String,
-    /// Incarnation number: a stream deleted and created again gets a new one.
+    /// Incarnation number, in every sequence number and token of the stream.
     pub epoch: u32,
     pub created_ms: u64,
     pub status: StreamStatus,
+    /// When the transitional `status` (CREATING, UPDATING, DELETING) ends.
+    #[serde(default)]
+    pub status_due_ms: Option<u64>,
     pub mode: StreamMode,
     pub retention_hours: u32,
-    /// Index of the next shard to create (indexes are never reused).
+    /// Records that arrived before this instant are never returned, whatever the retention:
+    /// raising the retention does not bring back what had already expired.
+    #[serde(default)]
+    pub trim_floor_ms: u64,
+    /// Index the next new shard gets (indexes are never reused).
     pub next_shard_index: u32,
+    /// Every shard that has not expired, open or closed, in index order.
     pub shards: Vec<ShardMeta>,
     pub tags: BTreeMap<String, String>,
     pub consumers: Vec<ConsumerMeta>,
+    /// Times of the `UpdateShardCount` calls of the last 24 hours (at most 10 allowed).
+    #[serde(default)]
+    pub shard_count_updates_ms: Vec<u64>,
+    /// Times of the capacity-mode switches of the last 24 hours (at most 2 allowed).
+    #[serde(default)]
+    pub mode_switches_ms: Vec<u64>,
 }
 
-/// One shard of a stream.
+/// One shard as the catalog stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMeta {
     pub index: u32,
     pub parent: Option<u32>,
     pub adjacent_parent: Option<u32>,
-    /// Inclusive hash key range, as decimal strings (JSON numbers stop at 2^64 in most
-    /// readers, and this file should be readable by people and tools).
     #[serde(with = "u128_string")]
     pub starting_hash_key: u128,
     #[serde(with = "u128_string")]
     pub ending_hash_key: u128,
+    /// When the shard opened.
     pub created_ms: u64,
-    /// Set when the shard is closed by a split or merge.
+    /// Set when a split or merge closed the shard.
     pub closed: Option<ClosedShard>,
 }
 
@@ -106,8 +147,29 @@ pub struct ShardMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClosedShard {
     pub closed_ms: u64,
-    /// One past the last position in the shard's log when it was sealed.
+    /// One past the last record position: the log held exactly `end_position` records when
+    /// it was sealed.
     pub end_position: u64,
+}
+
+/// `ConsumerStatus` of Kinesis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConsumerStatus {
+    Creating,
+    Active,
+    Deleting,
+}
+
+impl ConsumerStatus {
+    /// The Kinesis spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsumerStatus::Creating => "CREATING",
+            ConsumerStatus::Active => "ACTIVE",
+            ConsumerStatus::Deleting => "DELETING",
+        }
+    }
 }
 
 /// A registered enhanced fan-out consumer.
@@ -115,7 +177,10 @@ pub struct ClosedShard {
 pub struct ConsumerMeta {
     pub name: String,
     pub created_ms: u64,
-    pub status: String,
+    pub status: ConsumerStatus,
+    /// When the transitional status (CREATING, DELETING) ends.
+    #[serde(default)]
+    pub status_due_ms: Option<u64>,
 }
 
 mod u128_string {
@@ -284,7 +349,16 @@ mod tests {
                     },
                 ],
                 tags: BTreeMap::from([("team".into(), "payments".into())]),
-                consumers: vec![],
+                consumers: vec![ConsumerMeta {
+                    name: "billing".into(),
+                    created_ms: 7,
+                    status: ConsumerStatus::Active,
+                    status_due_ms: None,
+                }],
+                status_due_ms: None,
+                trim_floor_ms: 0,
+                shard_count_updates_ms: vec![3],
+                mode_switches_ms: vec![],
             },
         );
         c

@@ -37,9 +37,41 @@ pub enum Error {
     #[error("the log is closed")]
     Closed,
 
-    /// A caller-supplied argument is out of bounds.
-    #[error("invalid argument: {0}")]
+    /// A caller-supplied argument is semantically invalid (`InvalidArgumentException`).
+    /// The message is the one Kinesis gives, where the spec knows it.
+    #[error("{0}")]
     InvalidArgument(String),
+
+    /// A request member violates a length, range, pattern or enum constraint
+    /// (`ValidationException`), or the operation is not allowed for the stream's mode.
+    #[error("{0}")]
+    Validation(String),
+
+    /// The stream, shard or consumer does not exist (`ResourceNotFoundException`).
+    #[error("{0}")]
+    ResourceNotFound(String),
+
+    /// The resource exists but is in the wrong state, or the name is taken
+    /// (`ResourceInUseException`).
+    #[error("{0}")]
+    ResourceInUse(String),
+
+    /// A quota or rate limit of the control plane (`LimitExceededException`).
+    #[error("{0}")]
+    LimitExceeded(String),
+
+    /// A shard's write or read throughput limit (`ProvisionedThroughputExceededException`).
+    /// Retry with backoff.
+    #[error("{0}")]
+    ProvisionedThroughputExceeded(String),
+
+    /// A shard iterator older than five minutes (`ExpiredIteratorException`): get a new one.
+    #[error("{0}")]
+    ExpiredIterator(String),
+
+    /// A paging token older than five minutes (`ExpiredNextTokenException`).
+    #[error("{0}")]
+    ExpiredNextToken(String),
 
     /// Configuration rejected at open.
     #[error("invalid configuration: {0}")]
@@ -67,7 +99,13 @@ impl Error {
     pub fn kinesis_name(&self) -> &'static str {
         match self {
             Error::InvalidArgument(_) => "InvalidArgumentException",
-            Error::Sealed | Error::Closed => "ResourceInUseException",
+            Error::Validation(_) => "ValidationException",
+            Error::ResourceNotFound(_) => "ResourceNotFoundException",
+            Error::ResourceInUse(_) | Error::Sealed | Error::Closed => "ResourceInUseException",
+            Error::LimitExceeded(_) => "LimitExceededException",
+            Error::ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceededException",
+            Error::ExpiredIterator(_) => "ExpiredIteratorException",
+            Error::ExpiredNextToken(_) => "ExpiredNextTokenException",
             Error::Io { .. }
             | Error::Corrupt { .. }
             | Error::Poisoned { .. }
@@ -78,7 +116,7 @@ impl Error {
 
     /// Errors that do not need the caller to change anything may be retried.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Io { .. })
+        matches!(self, Error::Io { .. } | Error::ProvisionedThroughputExceeded(_))
     }
 }
 
@@ -103,6 +141,15 @@ impl Clone for Error {
             Error::Sealed => Error::Sealed,
             Error::Closed => Error::Closed,
             Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Validation(m) => Error::Validation(m.clone()),
+            Error::ResourceNotFound(m) => Error::ResourceNotFound(m.clone()),
+            Error::ResourceInUse(m) => Error::ResourceInUse(m.clone()),
+            Error::LimitExceeded(m) => Error::LimitExceeded(m.clone()),
+            Error::ProvisionedThroughputExceeded(m) => {
+                Error::ProvisionedThroughputExceeded(m.clone())
+            }
+            Error::ExpiredIterator(m) => Error::ExpiredIterator(m.clone()),
+            Error::ExpiredNextToken(m) => Error::ExpiredNextToken(m.clone()),
             Error::Config(m) => Error::Config(m.clone()),
             Error::Locked { path } => Error::Locked { path: path.clone() },
         }

@@ -48,6 +48,7 @@ pub mod batch;
 pub mod catalog;
 pub mod clock;
 pub mod constants;
+pub mod engine;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -56,21 +57,30 @@ pub mod group_commit;
 pub mod handoff;
 mod index;
 pub mod io;
+pub mod limits;
 mod mmap;
 pub mod prepare;
 mod recovery;
+mod reshard;
 pub mod routing;
 pub mod segment;
 pub mod sequence;
 pub mod shard_log;
 mod sync;
+pub mod token;
+pub mod validate;
 #[doc(hidden)]
 pub mod watermark;
 
 pub use batch::{Record, RecordView};
+pub use catalog::{ConsumerStatus, StreamMode, StreamStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use engine::types::*;
+pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};
 pub use group_commit::{CommitConfig, CommitGroup, Durability};
 pub use io::IoBackend;
+pub use limits::LimitsConfig;
 pub use segment::SegmentRead;
+pub use sequence::SequenceNumber;
 pub use shard_log::{AppendTicket, LogConfig, ShardLog};

@@ -391,6 +391,83 @@ impl ShardLog {
         self.inner.segments.load().len()
     }
 
+    /// Arrival time of the newest durable record, if any.
+    pub fn last_timestamp_ms(&self) -> Result<Option<u64>> {
+        for segment in self.inner.segments.load().iter().rev() {
+            if let Some(ts) = segment.max_timestamp_ms()? {
+                return Ok(Some(ts));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Retention: deletes whole segments all of whose records arrived before `cutoff_ms`,
+    /// oldest first, and returns how many it deleted.
+    ///
+    /// The newest segment is never deleted, because its base position is what a reopened
+    /// log continues from. When it is fully expired too (a quiet shard) and no append is in
+    /// flight, the log rolls: it seals it, starts an empty segment at the same end position,
+    /// and deletes the old one. Readers that hold bytes of a deleted segment keep them (the
+    /// mapping lives until the last `Bytes` drops), and only whole files are unlinked, never
+    /// truncated. A crash part-way leaves segments that the next call deletes again.
+    pub fn expire_segments(&self, cutoff_ms: u64) -> Result<usize> {
+        let mut deleted = 0;
+        loop {
+            let segments = self.inner.segments.load_full();
+            let Some(first) = segments.first() else { return Ok(deleted) };
+            let expired = match first.max_timestamp_ms()? {
+                Some(ts) => ts < cutoff_ms,
+                None => first.is_sealed(),
+            };
+            if !expired {
+                return Ok(deleted);
+            }
+            if segments.len() == 1 && !self.roll_expired(first)? {
+                return Ok(deleted);
+            }
+            self.remove_first_segment(first)?;
+            deleted += 1;
+        }
+    }
+
+    /// Replaces the fully expired active segment `old` by an empty one at the same end
+    /// position. False if the log is busy (appends in flight) or no longer open.
+    fn roll_expired(&self, old: &std::sync::Arc<Segment>) -> Result<bool> {
+        let mut writer = lock(&self.inner.writer);
+        let pending = lock(&self.inner.pending);
+        let idle = pending.next_position == self.inner.durable.load() && !pending.enqueued;
+        if !idle || !matches!(pending.state, LogState::Open) {
+            return Ok(false);
+        }
+        let still_first = self.inner.segments.load().first().map(std::sync::Arc::as_ptr)
+            == Some(std::sync::Arc::as_ptr(old));
+        if !still_first || pending.next_position != old.end_position() {
+            return Ok(false);
+        }
+        if let Some(active) = writer.active.take() {
+            active.seal(self.inner.durable_seals)?;
+        }
+        self.inner.create_segment(&mut writer, pending.next_position)?;
+        Ok(true)
+    }
+
+    /// Unlists `first` for readers and unlinks its files (log first: index files without a
+    /// log are removed by recovery).
+    fn remove_first_segment(&self, first: &std::sync::Arc<Segment>) -> Result<()> {
+        {
+            let _writer = lock(&self.inner.writer);
+            let list = self.inner.segments.load();
+            let rest: Vec<_> =
+                list.iter().filter(|s| !std::sync::Arc::ptr_eq(s, first)).cloned().collect();
+            self.inner.segments.store(std::sync::Arc::new(rest));
+        }
+        io::remove_file(&first.log_path())?;
+        for ext in ["idx", "tix"] {
+            io::remove_file(&self.inner.dir.join(segment::file_name(first.base_position, ext)))?;
+        }
+        Ok(())
+    }
+
     /// The log's directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir

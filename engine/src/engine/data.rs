@@ -1,0 +1,555 @@
+//! Data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
+
+use std::sync::Arc;
+
+use super::types::*;
+use super::{Engine, ShardState, StreamState, StreamView};
+use crate::batch::{split_batches, Record, RecordIter};
+use crate::catalog::StreamStatus;
+use crate::error::{Error, Result};
+use crate::routing::{hash_key, parse_hash_key, HashKeyError, HashKeyRange};
+use crate::sequence::{parse_shard_id, shard_id, SequenceNumber, Slot};
+use crate::shard_log::AppendTicket;
+use crate::token::{format_java_utc, IteratorToken, TOKEN_LIFETIME_MS};
+use crate::validate::{self, check_record, validation};
+
+/// Bytes asked of the log per read while filling a GetRecords response.
+const READ_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// A parsed `ExplicitHashKey`: `Err` keeps the text of an out-of-range value for the
+/// message, which is reported after the stream lookup, as Kinesis orders its checks.
+type ExplicitKey<'a> = Option<std::result::Result<u128, &'a str>>;
+
+fn parse_explicit<'a>(text: Option<&'a str>, path: &str) -> Result<ExplicitKey<'a>> {
+    match text.map(parse_hash_key) {
+        None => Ok(None),
+        Some(Ok(k)) => Ok(Some(Ok(k))),
+        Some(Err(HashKeyError::OutOfRange)) => Ok(Some(Err(text.unwrap_or("")))),
+        Some(Err(HashKeyError::Malformed)) => Err(validation(
+            &format!("'{}'", text.unwrap_or("")),
+            path,
+            "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
+        )),
+    }
+}
+
+fn explicit_in_range(key: ExplicitKey<'_>) -> Result<Option<u128>> {
+    match key {
+        None => Ok(None),
+        Some(Ok(k)) => Ok(Some(k)),
+        Some(Err(text)) => Err(Error::InvalidArgument(format!(
+            "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. \
+             Specified value was {text}"
+        ))),
+    }
+}
+
+fn sequence_pattern_error(text: &str, path: &str) -> Error {
+    validation(
+        &format!("'{text}'"),
+        path,
+        "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
+    )
+}
+
+impl Engine {
+    /// The stream for a write: it must exist and be ACTIVE or UPDATING (a CREATING or
+    /// DELETING stream is "not found" to writers, as in Kinesis).
+    fn writable(&self, stream: &str) -> Result<Arc<StreamState>> {
+        let state = self.stream(stream)?;
+        let status = state.read().meta.status;
+        if matches!(status, StreamStatus::Creating | StreamStatus::Deleting) {
+            return Err(self.msg().stream_not_found(&state.name));
+        }
+        Ok(state)
+    }
+
+    /// `PutRecord`: stores one record durably (under the configured durability) and
+    /// returns its shard and sequence number.
+    pub fn put_record(&self, stream: &str, record: &PutRecordInput<'_>) -> Result<PutRecordOutput> {
+        self.enter()?;
+        check_record(record.partition_key, record.data, None)?;
+        let explicit = parse_explicit(record.explicit_hash_key, "explicitHashKey")?;
+        let ordering = match record.sequence_number_for_ordering {
+            Some(text) => Some((
+                text,
+                SequenceNumber::parse(text)
+                    .map_err(|_| sequence_pattern_error(text, "sequenceNumberForOrdering"))?,
+            )),
+            None => None,
+        };
+        let state = self.writable(stream)?;
+        let explicit = explicit_in_range(explicit)?;
+        let key = explicit.unwrap_or_else(|| hash_key(record.partition_key.as_bytes()));
+        let (shard, ticket) = {
+            let view = state.read();
+            let shard = Arc::clone(view.route(key).ok_or(Error::Closed)?);
+            if let Some((text, number)) = ordering {
+                self.check_ordering(&state, &shard, text, number)?;
+            }
+            let bytes = (record.data.len() + record.partition_key.len()) as u64;
+            if !shard.limits.admit_write(bytes, self.now()) {
+                return Err(self.msg().throttled(&shard.id, &state.name));
+            }
+            let ticket = shard.log.append(&[Record {
+                partition_key: record.partition_key.as_bytes(),
+                explicit_hash_key: explicit,
+                data: record.data,
+            }])?;
+            (shard, ticket)
+        };
+        let position = ticket.wait()?;
+        Ok(PutRecordOutput {
+            shard_id: shard.id.clone(),
+            sequence_number: SequenceNumber::record(shard.index, state.epoch, position),
+        })
+    }
+
+    /// `SequenceNumberForOrdering`: the new record's number must exceed `number`. Any new
+    /// record of a shard exceeds every number of that shard so far and of every shard with
+    /// a lower index (the shard index is the top of the number), which covers a key's own
+    /// earlier records (same shard, or an ancestor after resharding). A number that is not
+    /// one of this stream's, or that no record here can exceed, is refused.
+    fn check_ordering(
+        &self,
+        state: &StreamState,
+        shard: &ShardState,
+        text: &str,
+        number: Option<SequenceNumber>,
+    ) -> Result<()> {
+        let invalid = || {
+            Error::InvalidArgument(format!(
+                "ExclusiveMinimumSequenceNumber {text} used in PutRecord on stream {} under \
+                 account {} is invalid.",
+                state.name, self.inner.config.account_id
+            ))
+        };
+        let parts = number.and_then(SequenceNumber::decode).ok_or_else(invalid)?;
+        if parts.stream_epoch != state.epoch || parts.shard_index > shard.index {
+            return Err(invalid());
+        }
+        if parts.shard_index == shard.index {
+            let beyond = match parts.slot {
+                Slot::Start => false,
+                Slot::Record(p) => p >= shard.log.appended_position(),
+                Slot::End => true,
+            };
+            if beyond {
+                return Err(invalid());
+            }
+        }
+        Ok(())
+    }
+
+    /// `PutRecords`: 1..500 records, at most 5 MiB together. Each record is routed and
+    /// charged on its own: a throttled record fails alone (its entry carries the error) and
+    /// the others are stored. Records for the same shard get increasing sequence numbers in
+    /// request order.
+    pub fn put_records(
+        &self,
+        stream: &str,
+        records: &[PutRecordInput<'_>],
+    ) -> Result<PutRecordsOutput> {
+        self.enter()?;
+        if records.is_empty() || records.len() > validate::PUT_RECORDS_MAX {
+            return Err(validation(
+                &format!("'[{} records]'", records.len()),
+                "records",
+                if records.is_empty() {
+                    "Member must have length greater than or equal to 1"
+                } else {
+                    "Member must have length less than or equal to 500"
+                },
+            ));
+        }
+        let mut total = 0usize;
+        let mut explicit = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            check_record(r.partition_key, r.data, Some(i + 1))?;
+            explicit.push(parse_explicit(
+                r.explicit_hash_key,
+                &format!("records.{}.member.explicitHashKey", i + 1),
+            )?);
+            total += r.data.len() + r.partition_key.len();
+        }
+        if total > validate::PUT_RECORDS_BYTES_MAX {
+            return Err(Error::InvalidArgument("Records size exceeds 5 MB limit".into()));
+        }
+        let state = self.writable(stream)?;
+        let explicit = explicit.into_iter().map(explicit_in_range).collect::<Result<Vec<_>>>()?;
+        let mut results: Vec<Option<std::result::Result<PutRecordOutput, RecordFailure>>> =
+            vec![None; records.len()];
+        // Per shard: the shard, the request indexes of its accepted records, its ticket.
+        let mut appends: Vec<(Arc<ShardState>, Vec<usize>, Option<AppendTicket>)> = Vec::new();
+        {
+            let view = state.read();
+            let now = self.now();
+            for (i, r) in records.iter().enumerate() {
+                let key = explicit[i].unwrap_or_else(|| hash_key(r.partition_key.as_bytes()));
+                let shard = view.route(key).ok_or(Error::Closed)?;
+                let bytes = (r.data.len() + r.partition_key.len()) as u64;
+                if !shard.limits.admit_write(bytes, now) {
+                    results[i] = Some(Err(RecordFailure {
+                        error_code: "ProvisionedThroughputExceededException",
+                        error_message: self.msg().throttled_text(&shard.id, &state.name),
+                    }));
+                    continue;
+                }
+                match appends.iter_mut().find(|(s, _, _)| Arc::ptr_eq(s, shard)) {
+                    Some((_, indexes, _)) => indexes.push(i),
+                    None => appends.push((Arc::clone(shard), vec![i], None)),
+                }
+            }
+            for (shard, indexes, ticket) in &mut appends {
+                let batch: Vec<Record<'_>> = indexes
+                    .iter()
+                    .map(|&i| Record {
+                        partition_key: records[i].partition_key.as_bytes(),
+                        explicit_hash_key: explicit[i],
+                        data: records[i].data,
+                    })
+                    .collect();
+                match shard.log.append(&batch) {
+                    Ok(t) => *ticket = Some(t),
+                    Err(e) => fail_all(&mut results, indexes, &e),
+                }
+            }
+        }
+        for (shard, indexes, ticket) in appends {
+            let Some(ticket) = ticket else { continue };
+            match ticket.wait() {
+                Ok(first) => {
+                    for (n, &i) in indexes.iter().enumerate() {
+                        results[i] = Some(Ok(PutRecordOutput {
+                            shard_id: shard.id.clone(),
+                            sequence_number: SequenceNumber::record(
+                                shard.index,
+                                state.epoch,
+                                first + n as u64,
+                            ),
+                        }));
+                    }
+                }
+                Err(e) => fail_all(&mut results, &indexes, &e),
+            }
+        }
+        let records: Vec<_> = results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(RecordFailure {
+                        error_code: "InternalFailure",
+                        error_message: "Internal Service Failure".into(),
+                    })
+                })
+            })
+            .collect();
+        Ok(PutRecordsOutput {
+            failed_record_count: records.iter().filter(|r| r.is_err()).count(),
+            records,
+        })
+    }
+
+    /// `GetShardIterator`. `timestamp_ms` is used by `AT_TIMESTAMP` only;
+    /// `starting_sequence_number` by the two sequence-number types only.
+    pub fn get_shard_iterator(
+        &self,
+        stream: &str,
+        shard: &str,
+        iterator_type: IteratorType,
+        starting_sequence_number: Option<&str>,
+        timestamp_ms: Option<u64>,
+    ) -> Result<String> {
+        self.enter()?;
+        if let Some(text) = starting_sequence_number {
+            SequenceNumber::parse(text)
+                .map_err(|_| sequence_pattern_error(text, "startingSequenceNumber"))?;
+        }
+        let name = self.resolve(stream)?;
+        let index =
+            parse_shard_id(shard).ok_or_else(|| self.msg().could_not_find_shard(shard, name))?;
+        let id = shard_id(index);
+        let state = self.stream_state(name).ok_or_else(|| self.msg().shard_not_found(&id, name))?;
+        let view = state.read();
+        let runtime = view
+            .shards
+            .get(&index)
+            .filter(|_| view.meta.status != StreamStatus::Creating)
+            .cloned()
+            .ok_or_else(|| self.msg().shard_not_found(&id, name))?;
+        let kind = iterator_type.as_str();
+        let account = &self.inner.config.account_id;
+        let wants_sequence = matches!(
+            iterator_type,
+            IteratorType::AtSequenceNumber | IteratorType::AfterSequenceNumber
+        );
+        match (wants_sequence, starting_sequence_number.is_some()) {
+            (false, true) if iterator_type != IteratorType::AtTimestamp => {
+                return Err(Error::InvalidArgument(format!(
+                    "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and \
+                     StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no \
+                     StartingSequenceNumber. Request specified {kind} and also a \
+                     StartingSequenceNumber."
+                )))
+            }
+            (true, false) => {
+                return Err(Error::InvalidArgument(format!(
+                    "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and \
+                     StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no \
+                     StartingSequenceNumber. Request specified {kind} and no \
+                     StartingSequenceNumber."
+                )))
+            }
+            _ => {}
+        }
+        let now = self.now();
+        let end = self.shard_end(&view, &runtime);
+        let position = match iterator_type {
+            IteratorType::TrimHorizon => runtime.log.start_position(),
+            IteratorType::Latest => end,
+            IteratorType::AtSequenceNumber | IteratorType::AfterSequenceNumber => {
+                let text = starting_sequence_number.unwrap_or("");
+                let invalid = || {
+                    Error::InvalidArgument(format!(
+                        "StartingSequenceNumber {text} used in GetShardIterator on shard {id} in \
+                         stream {name} under account {account} is invalid."
+                    ))
+                };
+                let parts = SequenceNumber::parse(text)
+                    .ok()
+                    .flatten()
+                    .and_then(SequenceNumber::decode)
+                    .ok_or_else(invalid)?;
+                if parts.shard_index != index {
+                    return Err(Error::InvalidArgument(format!(
+                        "Invalid StartingSequenceNumber. It encodes {}, while it was used in a \
+                         call to a shard with {id}",
+                        shard_id(parts.shard_index)
+                    )));
+                }
+                if parts.stream_epoch != state.epoch {
+                    return Err(Error::InvalidArgument(format!(
+                        "StartingSequenceNumber {text} used in GetShardIterator on shard {id} in \
+                         stream {name} under account {account} is invalid because it did not \
+                         come from this stream."
+                    )));
+                }
+                let after = iterator_type == IteratorType::AfterSequenceNumber;
+                match parts.slot {
+                    Slot::Start => 0,
+                    Slot::End if view.shard_meta(index).is_some_and(|m| m.closed.is_some()) => end,
+                    Slot::End => return Err(invalid()),
+                    Slot::Record(p) if p >= end => return Err(invalid()),
+                    Slot::Record(p) => p + u64::from(after),
+                }
+            }
+            IteratorType::AtTimestamp => {
+                let Some(ts) = timestamp_ms else {
+                    return Err(Error::InvalidArgument(
+                        "Must specify timestampInMillis parameter for iterator of type \
+                         AT_TIMESTAMP. Current request has no timestamp parameter."
+                            .into(),
+                    ));
+                };
+                if ts > now {
+                    return Err(Error::InvalidArgument(format!(
+                        "The timestampInMillis parameter cannot be greater than the \
+                         currentTimestampInMillis. timestampInMillis: {ts}, \
+                         currentTimestampInMillis: {now}"
+                    )));
+                }
+                let ts = ts.max(view.cutoff_ms(now));
+                runtime.log.position_at_timestamp(ts)?.unwrap_or(end).min(end)
+            }
+        };
+        if !runtime.limits.admit_iterator(now) {
+            return Err(self.msg().throttled(&id, name));
+        }
+        let token = IteratorToken {
+            stream_name: state.name.clone(),
+            stream_epoch: state.epoch,
+            shard_index: index,
+            position,
+            issued_ms: now,
+        };
+        Ok(token.encode(self.key()))
+    }
+
+    /// One past the last readable position: a closed shard's recorded end, else the log's
+    /// durable end.
+    fn shard_end(&self, view: &StreamView, shard: &ShardState) -> u64 {
+        match view.shard_meta(shard.index).and_then(|m| m.closed) {
+            Some(closed) => closed.end_position,
+            None => shard.log.end_position(),
+        }
+    }
+
+    /// `GetRecords`: up to `limit` records (1..10,000, default 10,000) and 10 MiB of data
+    /// from the iterator's position, never a record older than the retention period.
+    pub fn get_records(
+        &self,
+        shard_iterator: &str,
+        limit: Option<u32>,
+    ) -> Result<GetRecordsOutput> {
+        self.enter()?;
+        if let Some(limit) = limit {
+            if !(1..=validate::GET_RECORDS_LIMIT_MAX).contains(&limit) {
+                return Err(validation(
+                    &format!("'{limit}'"),
+                    "limit",
+                    if limit == 0 {
+                        "Member must have value greater than or equal to 1"
+                    } else {
+                        "Member must have value less than or equal to 10000"
+                    },
+                ));
+            }
+        }
+        let limit = limit.unwrap_or(validate::GET_RECORDS_LIMIT_MAX) as usize;
+        let token = IteratorToken::decode(shard_iterator, self.key())
+            .ok_or_else(|| Error::InvalidArgument("Invalid ShardIterator.".into()))?;
+        let now = self.now();
+        if now.saturating_sub(token.issued_ms) > TOKEN_LIFETIME_MS {
+            return Err(Error::ExpiredIterator(format!(
+                "Iterator expired. The iterator was created at time {} while right now it is {} \
+                 which is further in the future than the tolerated delay of 300000 milliseconds.",
+                format_java_utc(token.issued_ms),
+                format_java_utc(now)
+            )));
+        }
+        let id = shard_id(token.shard_index);
+        let gone = || self.msg().shard_not_found(&id, &token.stream_name);
+        let state = self
+            .stream_state(&token.stream_name)
+            .filter(|s| s.epoch == token.stream_epoch)
+            .ok_or_else(gone)?;
+        let view = state.read();
+        let shard = view.shards.get(&token.shard_index).cloned().ok_or_else(gone)?;
+        if !shard.limits.admit_read(now) {
+            return Err(self.msg().throttled(&id, &state.name));
+        }
+        let closed_end =
+            view.shard_meta(shard.index).and_then(|m| m.closed).map(|c| c.end_position);
+        let cutoff = view.cutoff_ms(now);
+        let children = closed_end.map(|_| children_of(&view, shard.index));
+        drop(view);
+
+        let end = closed_end.unwrap_or_else(|| shard.log.end_position());
+        let mut position = token.position.max(shard.log.start_position());
+        if closed_end.is_some_and(|e| position >= e) {
+            return Ok(GetRecordsOutput {
+                records: Vec::new(),
+                next_shard_iterator: None,
+                millis_behind_latest: 0,
+                child_shards: children,
+            });
+        }
+        let mut records = Vec::new();
+        let mut data_bytes = 0usize;
+        let mut first_read = true;
+        'fill: while position < end && records.len() < limit {
+            let Some(read) = shard.log.read(position, READ_CHUNK_BYTES)? else { break };
+            let start_of_read = position;
+            for batch in split_batches(&read.bytes) {
+                let (header, bytes) = batch.map_err(|e| corrupt(&shard, e))?;
+                if header.end_position() <= position {
+                    continue;
+                }
+                if header.max_timestamp_ms < cutoff {
+                    if first_read {
+                        // Expired data ahead: jump to the first live record at once.
+                        position =
+                            shard.log.position_at_timestamp(cutoff)?.unwrap_or(end).max(position);
+                        first_read = false;
+                        continue 'fill;
+                    }
+                    position = header.end_position();
+                    continue;
+                }
+                for record in RecordIter::new(bytes).map_err(|e| corrupt(&shard, e))? {
+                    let record = record.map_err(|e| corrupt(&shard, e))?;
+                    if record.position < position || record.position >= end {
+                        continue;
+                    }
+                    if record.timestamp_ms < cutoff {
+                        position = record.position + 1;
+                        continue;
+                    }
+                    let size = record.data.len() + record.partition_key.len();
+                    if records.len() >= limit
+                        || (!records.is_empty()
+                            && data_bytes + size > validate::GET_RECORDS_BYTES_MAX)
+                    {
+                        break 'fill;
+                    }
+                    data_bytes += size;
+                    records.push(StoredRecord {
+                        sequence_number: SequenceNumber::record(
+                            shard.index,
+                            token.stream_epoch,
+                            record.position,
+                        ),
+                        approximate_arrival_ms: record.timestamp_ms,
+                        partition_key: read.bytes.slice_ref(record.partition_key),
+                        data: read.bytes.slice_ref(record.data),
+                    });
+                    position = record.position + 1;
+                }
+            }
+            first_read = false;
+            if position <= start_of_read && read.next_position <= start_of_read {
+                break;
+            }
+            position = position.max(read.next_position.min(end)).max(start_of_read);
+        }
+        shard.limits.charge_read(data_bytes as u64);
+        let caught_up = position >= end;
+        let millis_behind_latest = match records.last() {
+            Some(last) if !caught_up => now.saturating_sub(last.approximate_arrival_ms),
+            _ => 0,
+        };
+        let next = IteratorToken { position, issued_ms: now, ..token };
+        Ok(GetRecordsOutput {
+            records,
+            next_shard_iterator: Some(next.encode(self.key())),
+            millis_behind_latest,
+            child_shards: None,
+        })
+    }
+}
+
+fn corrupt(shard: &ShardState, e: crate::batch::FormatError) -> Error {
+    Error::corrupt(
+        shard.log.dir(),
+        0,
+        format!("a batch read back from shard {} failed validation: {e}", shard.id),
+    )
+}
+
+fn fail_all(
+    results: &mut [Option<std::result::Result<PutRecordOutput, RecordFailure>>],
+    indexes: &[usize],
+    error: &Error,
+) {
+    tracing::error!(%error, "PutRecords: an append failed");
+    for &i in indexes {
+        results[i] = Some(Err(RecordFailure {
+            error_code: "InternalFailure",
+            error_message: "Internal Service Failure".into(),
+        }));
+    }
+}
+
+/// The children of shard `index`, as GetRecords reports them at a closed shard's end.
+fn children_of(view: &StreamView, index: u32) -> Vec<ChildShard> {
+    view.meta
+        .shards
+        .iter()
+        .filter(|s| s.parent == Some(index) || s.adjacent_parent == Some(index))
+        .map(|s| ChildShard {
+            shard_id: shard_id(s.index),
+            parent_shards: s.parent.into_iter().chain(s.adjacent_parent).map(shard_id).collect(),
+            hash_key_range: HashKeyRange { start: s.starting_hash_key, end: s.ending_hash_key },
+        })
+        .collect()
+}

@@ -1,0 +1,300 @@
+//! The request and response types of the [`Engine`](super::Engine) API, named after their
+//! Kinesis counterparts. Times are milliseconds since the Unix epoch (Kinesis's JSON API
+//! uses seconds with a fraction; front ends convert).
+
+use bytes::Bytes;
+
+use crate::catalog::{ConsumerStatus, StreamMode, StreamStatus};
+use crate::error::Error;
+use crate::routing::HashKeyRange;
+use crate::sequence::SequenceNumber;
+
+/// `ShardIteratorType` (and `StartingPosition.Type` of SubscribeToShard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IteratorType {
+    /// The oldest record still within retention.
+    TrimHorizon,
+    /// Just after the newest record at the time the iterator is issued.
+    Latest,
+    /// At the record with the given sequence number.
+    AtSequenceNumber,
+    /// Just after the record with the given sequence number.
+    AfterSequenceNumber,
+    /// The first record that arrived at or after the given time.
+    AtTimestamp,
+}
+
+impl IteratorType {
+    /// The Kinesis spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IteratorType::TrimHorizon => "TRIM_HORIZON",
+            IteratorType::Latest => "LATEST",
+            IteratorType::AtSequenceNumber => "AT_SEQUENCE_NUMBER",
+            IteratorType::AfterSequenceNumber => "AFTER_SEQUENCE_NUMBER",
+            IteratorType::AtTimestamp => "AT_TIMESTAMP",
+        }
+    }
+}
+
+impl std::str::FromStr for IteratorType {
+    type Err = Error;
+
+    /// Parses the Kinesis spelling; anything else is the `ValidationException` Kinesis gives.
+    fn from_str(text: &str) -> Result<Self, Error> {
+        Ok(match text {
+            "TRIM_HORIZON" => IteratorType::TrimHorizon,
+            "LATEST" => IteratorType::Latest,
+            "AT_SEQUENCE_NUMBER" => IteratorType::AtSequenceNumber,
+            "AFTER_SEQUENCE_NUMBER" => IteratorType::AfterSequenceNumber,
+            "AT_TIMESTAMP" => IteratorType::AtTimestamp,
+            _ => {
+                return Err(crate::validate::validation(
+                    &format!("'{text}'"),
+                    "shardIteratorType",
+                    "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, LATEST, \
+                     AT_TIMESTAMP, AT_SEQUENCE_NUMBER, TRIM_HORIZON]",
+                ))
+            }
+        })
+    }
+}
+
+/// One record of a PutRecord or PutRecords call.
+#[derive(Debug, Clone, Copy)]
+pub struct PutRecordInput<'a> {
+    /// 1..256 UTF-16 code units; its MD5 routes the record unless `explicit_hash_key` is set.
+    pub partition_key: &'a str,
+    /// 0..1 MiB (with the partition key's UTF-8 bytes, at most 1 MiB).
+    pub data: &'a [u8],
+    /// Decimal `0 ..= 2^128-1`: routes the record instead of the key's hash.
+    pub explicit_hash_key: Option<&'a str>,
+    /// PutRecord only (ignored in PutRecords): the sequence number of the caller's previous
+    /// record; the new record's number will be greater.
+    pub sequence_number_for_ordering: Option<&'a str>,
+}
+
+impl<'a> PutRecordInput<'a> {
+    /// A record with a partition key and data, routed by the key's hash.
+    pub fn new(partition_key: &'a str, data: &'a [u8]) -> Self {
+        PutRecordInput {
+            partition_key,
+            data,
+            explicit_hash_key: None,
+            sequence_number_for_ordering: None,
+        }
+    }
+}
+
+/// Where an accepted record went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutRecordOutput {
+    pub shard_id: String,
+    pub sequence_number: SequenceNumber,
+}
+
+/// A record of a PutRecords call that was not stored; the others were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    /// `ProvisionedThroughputExceededException` or `InternalFailure`.
+    pub error_code: &'static str,
+    pub error_message: String,
+}
+
+/// PutRecords result: one entry per request record, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutRecordsOutput {
+    pub failed_record_count: usize,
+    pub records: Vec<Result<PutRecordOutput, RecordFailure>>,
+}
+
+/// A record as read. `partition_key` and `data` borrow the segment's memory map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub sequence_number: SequenceNumber,
+    /// `ApproximateArrivalTimestamp`, milliseconds.
+    pub approximate_arrival_ms: u64,
+    /// UTF-8 (checked when the record was put).
+    pub partition_key: Bytes,
+    pub data: Bytes,
+}
+
+impl StoredRecord {
+    /// The partition key as text.
+    pub fn partition_key_str(&self) -> &str {
+        std::str::from_utf8(&self.partition_key).unwrap_or("")
+    }
+}
+
+/// A child of a shard, as GetRecords reports it at the end of a closed shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildShard {
+    pub shard_id: String,
+    pub parent_shards: Vec<String>,
+    pub hash_key_range: HashKeyRange,
+}
+
+/// GetRecords result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetRecordsOutput {
+    pub records: Vec<StoredRecord>,
+    /// `None` exactly when the shard is closed and the iterator was at its end.
+    pub next_shard_iterator: Option<String>,
+    pub millis_behind_latest: u64,
+    /// Only in the response that reaches the end of a closed shard.
+    pub child_shards: Option<Vec<ChildShard>>,
+}
+
+/// A shard as DescribeStream and ListShards show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub shard_id: String,
+    pub parent_shard_id: Option<String>,
+    pub adjacent_parent_shard_id: Option<String>,
+    pub hash_key_range: HashKeyRange,
+    pub starting_sequence_number: SequenceNumber,
+    /// Present exactly when the shard is closed.
+    pub ending_sequence_number: Option<SequenceNumber>,
+}
+
+/// DescribeStream result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamDescription {
+    pub stream_name: String,
+    pub stream_arn: String,
+    pub stream_status: StreamStatus,
+    pub stream_mode: StreamMode,
+    pub shards: Vec<Shard>,
+    pub has_more_shards: bool,
+    pub retention_period_hours: u32,
+    pub stream_creation_ms: u64,
+}
+
+/// DescribeStreamSummary result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub stream_name: String,
+    pub stream_arn: String,
+    pub stream_status: StreamStatus,
+    pub stream_mode: StreamMode,
+    pub retention_period_hours: u32,
+    pub stream_creation_ms: u64,
+    pub open_shard_count: usize,
+    pub consumer_count: usize,
+}
+
+/// One entry of ListStreams' `StreamSummaries`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamListEntry {
+    pub stream_name: String,
+    pub stream_arn: String,
+    pub stream_status: StreamStatus,
+    pub stream_mode: StreamMode,
+    pub stream_creation_ms: u64,
+}
+
+/// ListStreams result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListStreamsOutput {
+    pub stream_names: Vec<String>,
+    pub has_more_streams: bool,
+    pub next_token: Option<String>,
+    pub stream_summaries: Vec<StreamListEntry>,
+}
+
+/// `ShardFilter` of ListShards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardFilter {
+    /// All shards that have not expired (the default).
+    FromTrimHorizon,
+    /// Shards that were open at the trim horizon.
+    AtTrimHorizon,
+    /// Open shards only.
+    AtLatest,
+    /// Shards whose id sorts after this one.
+    AfterShardId(String),
+    /// Shards open at this time.
+    AtTimestamp(u64),
+    /// Shards closed at or after this time, and open shards.
+    FromTimestamp(u64),
+}
+
+/// ListShards request. Give exactly one of `stream` and `next_token`.
+#[derive(Debug, Clone, Default)]
+pub struct ListShardsInput<'a> {
+    /// Stream name or ARN.
+    pub stream: Option<&'a str>,
+    pub next_token: Option<&'a str>,
+    pub exclusive_start_shard_id: Option<&'a str>,
+    /// 1..10,000; more than 1,000 behaves as 1,000 (the default).
+    pub max_results: Option<u32>,
+    pub stream_creation_ms: Option<u64>,
+    pub shard_filter: Option<ShardFilter>,
+}
+
+/// ListShards result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListShardsOutput {
+    pub shards: Vec<Shard>,
+    pub next_token: Option<String>,
+}
+
+/// An enhanced fan-out consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    pub consumer_name: String,
+    pub consumer_arn: String,
+    pub consumer_status: ConsumerStatus,
+    pub consumer_creation_ms: u64,
+    pub stream_arn: String,
+}
+
+/// How a consumer is named: by its ARN, or by stream and name.
+#[derive(Debug, Clone, Copy)]
+pub enum ConsumerRef<'a> {
+    Arn(&'a str),
+    Name { stream: &'a str, consumer_name: &'a str },
+}
+
+/// ListStreamConsumers result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListConsumersOutput {
+    pub consumers: Vec<Consumer>,
+    pub next_token: Option<String>,
+}
+
+/// UpdateShardCount result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateShardCountOutput {
+    pub stream_name: String,
+    pub stream_arn: String,
+    pub current_shard_count: u32,
+    pub target_shard_count: u32,
+}
+
+/// DescribeLimits result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountLimits {
+    pub shard_limit: u32,
+    pub open_shard_count: u32,
+    pub on_demand_stream_count: u32,
+    pub on_demand_stream_count_limit: u32,
+}
+
+/// ListTagsForStream result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListTagsOutput {
+    pub tags: Vec<(String, String)>,
+    pub has_more_tags: bool,
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Segment files deleted because every record in them expired.
+    pub segments_deleted: usize,
+    /// Closed shards removed because every record in them expired.
+    pub shards_expired: usize,
+    /// Streams whose deletion completed.
+    pub streams_deleted: usize,
+}
