@@ -494,7 +494,8 @@ impl Engine {
         if meta.status == StreamStatus::Creating {
             return Ok(ListShardsOutput { shards: Vec::new(), next_token: None });
         }
-        let horizon = view.cutoff_ms(now);
+        // The trim horizon of a stream younger than its retention is its creation.
+        let horizon = view.cutoff_ms(now).max(meta.created_ms);
         let keep = |s: &ShardMeta| -> bool {
             let closed_ms = s.closed.map(|c| c.closed_ms);
             match &filter {

@@ -67,6 +67,9 @@ use crate::validate::Messages;
 
 pub use types::*;
 
+/// Smallest segment an engine accepts: room for one largest record plus headers.
+pub const SEGMENT_BYTES_ENGINE_MIN: u64 = 2 * 1024 * 1024;
+
 /// Settings of an [`Engine`]. `EngineConfig::default()` is a complete, Kinesis-like setup.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -216,6 +219,14 @@ impl Engine {
         let dir = dir.as_ref().to_path_buf();
         if config.commit_groups == 0 {
             return Err(Error::Config("commit_groups must be at least 1".into()));
+        }
+        // The largest record Kinesis accepts (1 MiB of data and key) must fit a segment.
+        if config.log.segment_bytes < SEGMENT_BYTES_ENGINE_MIN {
+            return Err(Error::Config(format!(
+                "segment size {} is below {SEGMENT_BYTES_ENGINE_MIN} bytes, too small for a 1 MiB \
+                 record",
+                config.log.segment_bytes
+            )));
         }
         std::fs::create_dir_all(dir.join("streams")).map_err(|e| Error::io(&dir, e))?;
         let lock_path = dir.join("LOCK");
