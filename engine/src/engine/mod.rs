@@ -199,7 +199,25 @@ pub(crate) struct Inner {
 }
 
 /// A set of Kinesis-like streams stored in one data directory. Cheap to clone; clones
-/// share the engine. See the [module docs](self) and the crate README for an example.
+/// share the engine. See the [module docs](self) for the design.
+///
+/// ```
+/// use riffle_engine::{Engine, EngineConfig, IteratorType, PutRecordInput};
+///
+/// let dir = tempfile::tempdir()?;
+/// let engine = Engine::open(dir.path(), EngineConfig::default())?;
+/// engine.create_stream("orders", Some(4), None, &[])?;
+/// let put = engine.put_record("orders", &PutRecordInput::new("customer-42", b"hello"))?;
+/// let it = engine.get_shard_iterator("orders", &put.shard_id, IteratorType::TrimHorizon, None, None)?;
+/// let page = engine.get_records(&it, None)?;
+/// assert_eq!(&page.records[0].data[..], b"hello");
+/// assert_eq!(page.records[0].sequence_number, put.sequence_number);
+///
+/// let missing = engine.describe_stream("nope", None, None).unwrap_err();
+/// assert_eq!(missing.kinesis_name(), "ResourceNotFoundException");
+/// assert_eq!(missing.to_string(), "Stream nope under account 000000000000 not found.");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
