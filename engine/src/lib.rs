@@ -76,7 +76,7 @@ pub use batch::{Record, RecordView};
 pub use catalog::{ConsumerStatus, StreamMode, StreamStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::types::*;
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, PendingPutRecord, PendingPutRecords};
 pub use error::{Error, Result};
 pub use group_commit::{CommitConfig, CommitGroup, Durability};
 pub use io::IoBackend;

@@ -77,19 +77,19 @@ pub(crate) fn check_record(
     data: &[u8],
     index: Option<usize>,
 ) -> Result<(), Error> {
-    let prefix = index.map_or(String::new(), |i| format!("records.{i}.member."));
+    let prefix = || index.map_or(String::new(), |i| format!("records.{i}.member."));
     let units = partition_key_units(partition_key);
     if units == 0 {
         return Err(validation(
             "''",
-            &format!("{prefix}partitionKey"),
+            &format!("{}partitionKey", prefix()),
             "Member must have length greater than or equal to 1",
         ));
     }
     if units > PARTITION_KEY_UNITS_MAX {
         return Err(validation(
             &quoted(partition_key),
-            &format!("{prefix}partitionKey"),
+            &format!("{}partitionKey", prefix()),
             "Member must have length less than or equal to 256",
         ));
     }
@@ -97,7 +97,7 @@ pub(crate) fn check_record(
         let n = data.len();
         return Err(validation(
             &format!("'java.nio.HeapByteBuffer[pos=0 lim={n} cap={n}]'"),
-            &format!("{prefix}data"),
+            &format!("{}data", prefix()),
             "Member must have length less than or equal to 1048576",
         ));
     }

@@ -20,14 +20,15 @@ const READ_CHUNK_BYTES: usize = 1024 * 1024;
 /// message, which is reported after the stream lookup, as Kinesis orders its checks.
 type ExplicitKey<'a> = Option<std::result::Result<u128, &'a str>>;
 
-fn parse_explicit<'a>(text: Option<&'a str>, path: &str) -> Result<ExplicitKey<'a>> {
+/// `index`: the 1-based entry of a PutRecords call (for the error's member path).
+fn parse_explicit(text: Option<&str>, index: Option<usize>) -> Result<ExplicitKey<'_>> {
     match text.map(parse_hash_key) {
         None => Ok(None),
         Some(Ok(k)) => Ok(Some(Ok(k))),
         Some(Err(HashKeyError::OutOfRange)) => Ok(Some(Err(text.unwrap_or("")))),
         Some(Err(HashKeyError::Malformed)) => Err(validation(
             &format!("'{}'", text.unwrap_or("")),
-            path,
+            &index.map_or("explicitHashKey".into(), |i| format!("records.{i}.member.explicitHashKey")),
             "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
         )),
     }
@@ -67,9 +68,20 @@ impl Engine {
     /// `PutRecord`: stores one record durably (under the configured durability) and
     /// returns its shard and sequence number.
     pub fn put_record(&self, stream: &str, record: &PutRecordInput<'_>) -> Result<PutRecordOutput> {
+        self.put_record_begin(stream, record)?.wait()
+    }
+
+    /// `PutRecord` without blocking: the record is routed, checked, numbered and handed to
+    /// its shard log; the returned [`PendingPutRecord`] completes (`wait()` or `.await`)
+    /// when it is durable. For async front ends and pipelined producers.
+    pub fn put_record_begin(
+        &self,
+        stream: &str,
+        record: &PutRecordInput<'_>,
+    ) -> Result<PendingPutRecord> {
         self.enter()?;
         check_record(record.partition_key, record.data, None)?;
-        let explicit = parse_explicit(record.explicit_hash_key, "explicitHashKey")?;
+        let explicit = parse_explicit(record.explicit_hash_key, None)?;
         let ordering = match record.sequence_number_for_ordering {
             Some(text) => Some((
                 text,
@@ -81,28 +93,25 @@ impl Engine {
         let state = self.writable(stream)?;
         let explicit = explicit_in_range(explicit)?;
         let key = explicit.unwrap_or_else(|| hash_key(record.partition_key.as_bytes()));
-        let (shard, ticket) = {
-            let view = state.read();
-            let shard = Arc::clone(view.route(key).ok_or(Error::Closed)?);
-            if let Some((text, number)) = ordering {
-                self.check_ordering(&state, &shard, text, number)?;
-            }
-            let bytes = (record.data.len() + record.partition_key.len()) as u64;
-            if !shard.limits.admit_write(bytes, self.now()) {
-                return Err(self.msg().throttled(&shard.id, &state.name));
-            }
-            let ticket = shard.log.append(&[Record {
-                partition_key: record.partition_key.as_bytes(),
-                explicit_hash_key: explicit,
-                data: record.data,
-            }])?;
-            (shard, ticket)
+        let view = state.read();
+        let shard = view.route(key).ok_or(Error::Closed)?;
+        if let Some((text, number)) = ordering {
+            self.check_ordering(&state, shard, text, number)?;
+        }
+        let bytes = (record.data.len() + record.partition_key.len()) as u64;
+        if !shard.limits.admit_write(bytes, self.now()) {
+            return Err(self.msg().throttled(&shard.id, &state.name));
+        }
+        let ticket = shard.log.append(&[Record {
+            partition_key: record.partition_key.as_bytes(),
+            explicit_hash_key: explicit,
+            data: record.data,
+        }])?;
+        let output = PutRecordOutput {
+            shard_id: ShardId(shard.index),
+            sequence_number: SequenceNumber::record(shard.index, state.epoch, ticket.first_position),
         };
-        let position = ticket.wait()?;
-        Ok(PutRecordOutput {
-            shard_id: shard.id.clone(),
-            sequence_number: SequenceNumber::record(shard.index, state.epoch, position),
-        })
+        Ok(PendingPutRecord { output, ticket })
     }
 
     /// `SequenceNumberForOrdering`: the new record's number must exceed `number`. Any new
@@ -145,11 +154,17 @@ impl Engine {
     /// charged on its own: a throttled record fails alone (its entry carries the error) and
     /// the others are stored. Records for the same shard get increasing sequence numbers in
     /// request order.
-    pub fn put_records(
+    pub fn put_records(&self, stream: &str, records: &[PutRecordInput<'_>]) -> Result<PutRecordsOutput> {
+        Ok(self.put_records_begin(stream, records)?.wait())
+    }
+
+    /// `PutRecords` without blocking; the returned [`PendingPutRecords`] completes when
+    /// every accepted record is durable. See [`Engine::put_record_begin`].
+    pub fn put_records_begin(
         &self,
         stream: &str,
         records: &[PutRecordInput<'_>],
-    ) -> Result<PutRecordsOutput> {
+    ) -> Result<PendingPutRecords> {
         self.enter()?;
         if records.is_empty() || records.len() > validate::PUT_RECORDS_MAX {
             return Err(validation(
@@ -166,10 +181,7 @@ impl Engine {
         let mut explicit = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             check_record(r.partition_key, r.data, Some(i + 1))?;
-            explicit.push(parse_explicit(
-                r.explicit_hash_key,
-                &format!("records.{}.member.explicitHashKey", i + 1),
-            )?);
+            explicit.push(parse_explicit(r.explicit_hash_key, Some(i + 1))?);
             total += r.data.len() + r.partition_key.len();
         }
         if total > validate::PUT_RECORDS_BYTES_MAX {
@@ -177,77 +189,58 @@ impl Engine {
         }
         let state = self.writable(stream)?;
         let explicit = explicit.into_iter().map(explicit_in_range).collect::<Result<Vec<_>>>()?;
-        let mut results: Vec<Option<std::result::Result<PutRecordOutput, RecordFailure>>> =
-            vec![None; records.len()];
-        // Per shard: the shard, the request indexes of its accepted records, its ticket.
-        let mut appends: Vec<(Arc<ShardState>, Vec<usize>, Option<AppendTicket>)> = Vec::new();
-        {
-            let view = state.read();
-            let now = self.now();
-            for (i, r) in records.iter().enumerate() {
-                let key = explicit[i].unwrap_or_else(|| hash_key(r.partition_key.as_bytes()));
-                let shard = view.route(key).ok_or(Error::Closed)?;
-                let bytes = (r.data.len() + r.partition_key.len()) as u64;
-                if !shard.limits.admit_write(bytes, now) {
-                    results[i] = Some(Err(RecordFailure {
-                        error_code: "ProvisionedThroughputExceededException",
-                        error_message: self.msg().throttled_text(&shard.id, &state.name),
-                    }));
-                    continue;
-                }
-                match appends.iter_mut().find(|(s, _, _)| Arc::ptr_eq(s, shard)) {
-                    Some((_, indexes, _)) => indexes.push(i),
-                    None => appends.push((Arc::clone(shard), vec![i], None)),
-                }
+        let mut results: Vec<std::result::Result<PutRecordOutput, RecordFailure>> =
+            Vec::with_capacity(records.len());
+        // Per shard: the shard and the request indexes of its accepted records.
+        let mut groups: Vec<(Arc<ShardState>, Vec<usize>)> = Vec::new();
+        let mut tickets = Vec::new();
+        let view = state.read();
+        let now = self.now();
+        for (i, r) in records.iter().enumerate() {
+            let key = explicit[i].unwrap_or_else(|| hash_key(r.partition_key.as_bytes()));
+            let shard = view.route(key).ok_or(Error::Closed)?;
+            let bytes = (r.data.len() + r.partition_key.len()) as u64;
+            if !shard.limits.admit_write(bytes, now) {
+                results.push(Err(RecordFailure {
+                    error_code: "ProvisionedThroughputExceededException",
+                    error_message: self.msg().throttled_text(&shard.id, &state.name),
+                }));
+                continue;
             }
-            for (shard, indexes, ticket) in &mut appends {
-                let batch: Vec<Record<'_>> = indexes
-                    .iter()
-                    .map(|&i| Record {
-                        partition_key: records[i].partition_key.as_bytes(),
-                        explicit_hash_key: explicit[i],
-                        data: records[i].data,
-                    })
-                    .collect();
-                match shard.log.append(&batch) {
-                    Ok(t) => *ticket = Some(t),
-                    Err(e) => fail_all(&mut results, indexes, &e),
-                }
+            results.push(Err(PLACEHOLDER)); // replaced once appended
+            match groups.iter_mut().find(|(s, _)| Arc::ptr_eq(s, shard)) {
+                Some((_, indexes)) => indexes.push(i),
+                None => groups.push((Arc::clone(shard), vec![i])),
             }
         }
-        for (shard, indexes, ticket) in appends {
-            let Some(ticket) = ticket else { continue };
-            match ticket.wait() {
-                Ok(first) => {
+        let mut batch: Vec<Record<'_>> = Vec::with_capacity(records.len());
+        for (shard, indexes) in groups {
+            batch.clear();
+            batch.extend(indexes.iter().map(|&i| Record {
+                partition_key: records[i].partition_key.as_bytes(),
+                explicit_hash_key: explicit[i],
+                data: records[i].data,
+            }));
+            match shard.log.append(&batch) {
+                Ok(ticket) => {
                     for (n, &i) in indexes.iter().enumerate() {
-                        results[i] = Some(Ok(PutRecordOutput {
-                            shard_id: shard.id.clone(),
+                        results[i] = Ok(PutRecordOutput {
+                            shard_id: ShardId(shard.index),
                             sequence_number: SequenceNumber::record(
                                 shard.index,
                                 state.epoch,
-                                first + n as u64,
+                                ticket.first_position + n as u64,
                             ),
-                        }));
+                        });
                     }
+                    tickets.push((ticket, indexes));
                 }
-                Err(e) => fail_all(&mut results, &indexes, &e),
+                Err(e) => {
+                    tracing::error!(error = %e, shard = %shard.id, "PutRecords: an append failed");
+                }
             }
         }
-        let records: Vec<_> = results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(RecordFailure {
-                        error_code: "InternalFailure",
-                        error_message: "Internal Service Failure".into(),
-                    })
-                })
-            })
-            .collect();
-        Ok(PutRecordsOutput {
-            failed_record_count: records.iter().filter(|r| r.is_err()).count(),
-            records,
-        })
+        Ok(PendingPutRecords { results, tickets })
     }
 
     /// `GetShardIterator`. `timestamp_ms` is used by `AT_TIMESTAMP` only;
@@ -526,17 +519,83 @@ fn corrupt(shard: &ShardState, e: crate::batch::FormatError) -> Error {
     )
 }
 
-fn fail_all(
-    results: &mut [Option<std::result::Result<PutRecordOutput, RecordFailure>>],
-    indexes: &[usize],
-    error: &Error,
-) {
-    tracing::error!(%error, "PutRecords: an append failed");
-    for &i in indexes {
-        results[i] = Some(Err(RecordFailure {
-            error_code: "InternalFailure",
-            error_message: "Internal Service Failure".into(),
-        }));
+/// An accepted record's entry until its append succeeds (no allocation).
+const PLACEHOLDER: RecordFailure = RecordFailure { error_code: "InternalFailure", error_message: String::new() };
+
+fn internal_failure() -> RecordFailure {
+    RecordFailure { error_code: "InternalFailure", error_message: "Internal Service Failure".into() }
+}
+
+/// A PutRecord whose record is in its shard log, not yet known to be durable.
+#[must_use = "the record is acknowledged only when this completes"]
+#[derive(Debug)]
+pub struct PendingPutRecord {
+    output: PutRecordOutput,
+    ticket: AppendTicket,
+}
+
+impl PendingPutRecord {
+    /// Blocks until the record is durable.
+    pub fn wait(self) -> Result<PutRecordOutput> {
+        self.ticket.wait()?;
+        Ok(self.output)
+    }
+
+    /// Completes when the record is durable.
+    pub async fn finish(self) -> Result<PutRecordOutput> {
+        self.ticket.into_future().await?;
+        Ok(self.output)
+    }
+}
+
+/// A PutRecords whose records are in their shard logs, not yet known to be durable.
+#[must_use = "the records are acknowledged only when this completes"]
+#[derive(Debug)]
+pub struct PendingPutRecords {
+    results: Vec<std::result::Result<PutRecordOutput, RecordFailure>>,
+    /// One append per shard, with the request indexes it carries.
+    tickets: Vec<(AppendTicket, Vec<usize>)>,
+}
+
+impl PendingPutRecords {
+    /// Blocks until every accepted record is durable. A record whose commit failed is
+    /// reported as `InternalFailure`.
+    pub fn wait(mut self) -> PutRecordsOutput {
+        for (ticket, indexes) in std::mem::take(&mut self.tickets) {
+            if let Err(e) = ticket.wait() {
+                self.fail(&indexes, &e);
+            }
+        }
+        self.output()
+    }
+
+    /// Completes when every accepted record is durable.
+    pub async fn finish(mut self) -> PutRecordsOutput {
+        for (ticket, indexes) in std::mem::take(&mut self.tickets) {
+            if let Err(e) = ticket.into_future().await {
+                self.fail(&indexes, &e);
+            }
+        }
+        self.output()
+    }
+
+    fn fail(&mut self, indexes: &[usize], error: &Error) {
+        tracing::error!(%error, "PutRecords: a commit failed");
+        for &i in indexes {
+            self.results[i] = Err(internal_failure());
+        }
+    }
+
+    fn output(mut self) -> PutRecordsOutput {
+        for r in &mut self.results {
+            if matches!(r, Err(f) if f.error_message.is_empty()) {
+                *r = Err(internal_failure());
+            }
+        }
+        PutRecordsOutput {
+            failed_record_count: self.results.iter().filter(|r| r.is_err()).count(),
+            records: self.results,
+        }
     }
 }
 

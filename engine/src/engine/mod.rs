@@ -65,6 +65,7 @@ use crate::shard_log::{LogConfig, ShardLog};
 use crate::token::TokenKey;
 use crate::validate::Messages;
 
+pub use data::{PendingPutRecord, PendingPutRecords};
 pub use types::*;
 
 /// Smallest segment an engine accepts: room for one largest record plus headers.
@@ -120,7 +121,7 @@ impl Default for EngineConfig {
 #[derive(Debug)]
 pub(crate) struct ShardState {
     pub index: u32,
-    pub id: String,
+    pub id: Arc<str>,
     pub log: ShardLog,
     pub limits: ShardLimits,
 }
@@ -464,8 +465,8 @@ impl Engine {
     }
 
     fn open_shard(&self, stream_dir: &Path, epoch: u32, meta: &ShardMeta) -> Result<ShardState> {
-        let id = shard_id(meta.index);
-        let dir = stream_dir.join(&id);
+        let id: Arc<str> = shard_id(meta.index).into();
+        let dir = stream_dir.join(&*id);
         let groups = &self.inner.groups;
         let group = &groups[(meta.index as usize + epoch as usize) % groups.len()];
         let log = ShardLog::open(&dir, self.inner.config.log.clone(), group)?;

@@ -86,10 +86,33 @@ impl<'a> PutRecordInput<'a> {
     }
 }
 
+/// A shard's number within its stream; displays as Kinesis's `shardId-000000000042`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardId(pub u32);
+
+impl std::fmt::Display for ShardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "shardId-{:012}", self.0)
+    }
+}
+
+impl PartialEq<&str> for ShardId {
+    fn eq(&self, other: &&str) -> bool {
+        crate::sequence::parse_shard_id(other) == Some(self.0) && other.len() == 20
+    }
+}
+
+impl PartialEq<String> for ShardId {
+    fn eq(&self, other: &String) -> bool {
+        *self == other.as_str()
+    }
+}
+
 /// Where an accepted record went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutRecordOutput {
-    pub shard_id: String,
+    /// The shard (`to_string()` gives its Kinesis id).
+    pub shard_id: ShardId,
     pub sequence_number: SequenceNumber,
 }
 
