@@ -143,13 +143,24 @@ fn timed(threads: usize, calls: usize, f: &(dyn Fn() + Sync)) -> Run {
 const WINDOW: usize = 16;
 
 /// Baseline: the bare shard log. `pipelined`: up to [`WINDOW`] unacknowledged calls.
-fn run_log(o: &Options, dir: &Path, records: usize, per_call: usize, threads: usize, pipelined: bool, data: &[u8]) -> Run {
-    let group = CommitGroup::start(CommitConfig { durability: o.durability, io_backend: IoBackend::Std })
-        .expect("group");
+fn run_log(
+    o: &Options,
+    dir: &Path,
+    records: usize,
+    per_call: usize,
+    threads: usize,
+    pipelined: bool,
+    data: &[u8],
+) -> Run {
+    let group =
+        CommitGroup::start(CommitConfig { durability: o.durability, io_backend: IoBackend::Std })
+            .expect("group");
     let log = ShardLog::open(&dir.join("log"), LogConfig::default(), &group).expect("log");
     let keys: Vec<String> = (0..per_call).map(|i| format!("user-{i:04}")).collect();
-    let batch: Vec<Record<'_>> =
-        keys.iter().map(|k| Record { partition_key: k.as_bytes(), explicit_hash_key: None, data }).collect();
+    let batch: Vec<Record<'_>> = keys
+        .iter()
+        .map(|k| Record { partition_key: k.as_bytes(), explicit_hash_key: None, data })
+        .collect();
     if pipelined {
         return timed(threads, 1, &|| {
             let mut window = std::collections::VecDeque::new();
@@ -171,11 +182,21 @@ fn run_log(o: &Options, dir: &Path, records: usize, per_call: usize, threads: us
 }
 
 /// The engine: a one-shard stream.
-fn run_engine(o: &Options, dir: &Path, records: usize, per_call: usize, threads: usize, pipelined: bool, data: &[u8]) -> Run {
-    let engine = Engine::open(dir.join("engine"), engine_config_with(o.durability)).expect("engine");
+fn run_engine(
+    o: &Options,
+    dir: &Path,
+    records: usize,
+    per_call: usize,
+    threads: usize,
+    pipelined: bool,
+    data: &[u8],
+) -> Run {
+    let engine =
+        Engine::open(dir.join("engine"), engine_config_with(o.durability)).expect("engine");
     engine.create_stream("bench", Some(1), None, &[]).expect("create");
     let keys: Vec<String> = (0..per_call).map(|i| format!("user-{i:04}")).collect();
-    let batch: Vec<PutRecordInput<'_>> = keys.iter().map(|k| PutRecordInput::new(k, data)).collect();
+    let batch: Vec<PutRecordInput<'_>> =
+        keys.iter().map(|k| PutRecordInput::new(k, data)).collect();
     // The first put completes the stream's CREATING -> ACTIVE transition (a catalog commit).
     engine.put_record("bench", &batch[0]).expect("first put");
     if pipelined {
@@ -204,10 +225,15 @@ fn run_engine(o: &Options, dir: &Path, records: usize, per_call: usize, threads:
 }
 
 fn overhead(o: &Options) {
-    println!("## overhead: engine put vs bare ShardLog append, 1 KiB records, Durability::{:?}, std I/O", o.durability);
+    println!(
+        "## overhead: engine put vs bare ShardLog append, 1 KiB records, Durability::{:?}, std I/O",
+        o.durability
+    );
     let data = vec![0x5au8; 1024];
     println!("(wall: time per record; cpu: on-CPU time of the calling threads per record, the engine's own work; ratio = engine / log)");
-    for (per_call, threads, pipelined) in [(1usize, 1usize, false), (100, 1, false), (100, 4, false), (100, 1, true)] {
+    for (per_call, threads, pipelined) in
+        [(1usize, 1usize, false), (100, 1, false), (100, 4, false), (100, 1, true)]
+    {
         let records = match (per_call, o.durability) {
             (1, Durability::None) => o.records / 4,
             (1, _) => o.records / 200,
@@ -277,7 +303,8 @@ fn open_time(o: &Options) {
         engine.create_stream("big", Some(8), None, &[]).expect("create");
         let data = vec![0x33u8; 1024];
         let keys: Vec<String> = (0..500).map(|i| format!("key-{i}")).collect();
-        let batch: Vec<PutRecordInput<'_>> = keys.iter().map(|k| PutRecordInput::new(k, &data)).collect();
+        let batch: Vec<PutRecordInput<'_>> =
+            keys.iter().map(|k| PutRecordInput::new(k, &data)).collect();
         let target = o.open_gib << 30;
         let started = Instant::now();
         let per_call = 500 * (1024 + 9);
@@ -368,7 +395,10 @@ fn shards_memory(o: &Options) {
         let keys: Vec<String> = shards.iter().map(|r| r.start.to_string()).collect();
         let records: Vec<PutRecordInput<'_>> = keys
             .iter()
-            .map(|k| PutRecordInput { explicit_hash_key: Some(k), ..PutRecordInput::new("k", &[7u8; 1024]) })
+            .map(|k| PutRecordInput {
+                explicit_hash_key: Some(k),
+                ..PutRecordInput::new("k", &[7u8; 1024])
+            })
             .collect();
         let started = Instant::now();
         for chunk in records.chunks(500) {
