@@ -24,7 +24,7 @@
 //! **open** (target: an engine whose shards hold 10 GiB opens in under 1 s): fills 8 shards
 //! with 10 GiB under `None` (1 KiB records in `put_records` calls of 500), closes, drops the
 //! page cache (`/proc/sys/vm/drop_caches`, if permitted) and times `Engine::open` three
-//! times, cold then warm. Baseline: the time to list and `stat` every file of the data
+//! times cold (cache dropped before each) and three times warm; medians reported. Baseline: the time to list and `stat` every file of the data
 //! directory, cold, in the same run (the least any open must do).
 //!
 //! **shards** (target: 1,000 shards in one stream, idle memory under 256 MiB): the
@@ -332,20 +332,27 @@ fn open_time(o: &Options) {
         if cold { "cold" } else { "(page cache not dropped: not permitted)" },
         walk_s * 1e3
     );
-    for run in 0..3 {
-        let cold = run == 0 && drop_caches();
+    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for run in 0..6 {
+        let cold = run < 3 && drop_caches();
         let started = Instant::now();
         let engine = Engine::open(&dir, engine_config()).expect("reopen");
-        let opened = started.elapsed();
+        let opened = started.elapsed().as_secs_f64();
         let d = engine.describe_stream_summary("big").expect("summary");
         println!(
-            "open {} : {:.1} ms ({} open shards) — {:.1} x the baseline walk",
+            "open {}: {:.1} ms ({} open shards), {:.1} x the cold baseline walk",
             if cold { "cold" } else { "warm" },
-            opened.as_secs_f64() * 1e3,
+            opened * 1e3,
             d.open_shard_count,
-            opened.as_secs_f64() / walk_s
+            opened / walk_s
         );
+        times[usize::from(!cold)].push(opened * 1e3);
         drop(engine);
+    }
+    for (label, t) in ["cold", "warm"].iter().zip(times) {
+        if !t.is_empty() {
+            println!("median {label} open: {:.1} ms over {} runs", median(t.clone()), t.len());
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

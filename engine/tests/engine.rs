@@ -552,6 +552,7 @@ fn retention_hides_expired_records_deletes_segments_and_expires_closed_shards() 
     let mid = (u128::MAX / 2).to_string();
     engine.split_shard("s", shard, &mid).expect("split");
     assert_eq!(engine.describe_stream("s", None, None).expect("d").shards.len(), 3);
+    assert!(dir.path().join("streams/s.0/shardId-000000000000").exists());
     clock.advance(25 * HOUR);
     let report = engine.run_maintenance().expect("maintenance");
     assert_eq!(report.shards_expired, 1);
@@ -561,7 +562,7 @@ fn retention_hides_expired_records_deletes_segments_and_expires_closed_shards() 
         .get_shard_iterator("s", shard, IteratorType::TrimHorizon, None, None)
         .expect_err("expired shard");
     assert_eq!(kind(&e), "ResourceNotFoundException");
-    assert!(!dir.path().join("streams/s.1/shardId-000000000000").exists(), "its files are gone");
+    assert!(!dir.path().join("streams/s.0/shardId-000000000000").exists(), "its files are gone");
 }
 
 #[test]
@@ -1010,4 +1011,33 @@ fn per_key_order_survives_chains_of_splits_and_merges_under_concurrent_writes() 
         }
     }
     assert!(seen.is_empty());
+}
+
+#[test]
+fn the_background_maintenance_thread_applies_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0);
+    let mut cfg = config(&clock);
+    cfg.maintenance_interval_ms = 20;
+    let engine = Engine::open(dir.path(), cfg).expect("open");
+    engine.create_stream("s", Some(1), None, &[]).expect("create");
+    let payload = vec![1u8; 500_000];
+    for _ in 0..10 {
+        put(&engine, "s", "k", &payload); // 5 MB: at least two sealed 2 MiB segments
+    }
+    let shard_dir = dir.path().join("streams/s.0/shardId-000000000000");
+    let logs = || {
+        std::fs::read_dir(&shard_dir)
+            .expect("shard dir")
+            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log")))
+            .count()
+    };
+    assert!(logs() >= 3, "{} segments", logs());
+    clock.advance(25 * HOUR);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while logs() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(logs(), 1, "the thread deleted every expired segment but the newest");
+    drop(engine); // stops the thread
 }
