@@ -417,7 +417,9 @@ impl ShardLog {
             let Some(first) = segments.first() else { return Ok(deleted) };
             let expired = match first.max_timestamp_ms()? {
                 Some(ts) => ts < cutoff_ms,
-                None => first.is_sealed(),
+                // An empty segment holds nothing to expire; an empty sole segment is kept
+                // (it carries the log's position, and a roll would reuse its file names).
+                None => first.is_sealed() && segments.len() > 1,
             };
             if !expired {
                 return Ok(deleted);
@@ -441,7 +443,10 @@ impl ShardLog {
         }
         let still_first = self.inner.segments.load().first().map(std::sync::Arc::as_ptr)
             == Some(std::sync::Arc::as_ptr(old));
-        if !still_first || pending.next_position != old.end_position() {
+        if !still_first
+            || pending.next_position != old.end_position()
+            || old.end_position() == old.base_position
+        {
             return Ok(false);
         }
         if let Some(active) = writer.active.take() {

@@ -820,8 +820,10 @@ impl Engine {
         let mut catalog = control.catalog.clone();
         let entry = catalog.streams.get_mut(&name).expect("looked up above");
         if hours > current {
-            let expired_before = now.saturating_sub(u64::from(current) * 3_600_000);
-            entry.trim_floor_ms = entry.trim_floor_ms.max(expired_before);
+            // What had expired stays expired: the first readable instant under the old
+            // retention becomes a floor.
+            let first_readable = (now + 1).saturating_sub(u64::from(current) * 3_600_000);
+            entry.trim_floor_ms = entry.trim_floor_ms.max(first_readable);
         }
         entry.retention_hours = hours;
         let state = self.stream_state(&name).ok_or_else(|| self.msg().stream_not_found(&name))?;

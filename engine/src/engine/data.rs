@@ -28,7 +28,9 @@ fn parse_explicit(text: Option<&str>, index: Option<usize>) -> Result<ExplicitKe
         Some(Err(HashKeyError::OutOfRange)) => Ok(Some(Err(text.unwrap_or("")))),
         Some(Err(HashKeyError::Malformed)) => Err(validation(
             &format!("'{}'", text.unwrap_or("")),
-            &index.map_or("explicitHashKey".into(), |i| format!("records.{i}.member.explicitHashKey")),
+            &index.map_or("explicitHashKey".into(), |i| {
+                format!("records.{i}.member.explicitHashKey")
+            }),
             "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
         )),
     }
@@ -109,7 +111,11 @@ impl Engine {
         }])?;
         let output = PutRecordOutput {
             shard_id: ShardId(shard.index),
-            sequence_number: SequenceNumber::record(shard.index, state.epoch, ticket.first_position),
+            sequence_number: SequenceNumber::record(
+                shard.index,
+                state.epoch,
+                ticket.first_position,
+            ),
         };
         Ok(PendingPutRecord { output, ticket })
     }
@@ -154,7 +160,11 @@ impl Engine {
     /// charged on its own: a throttled record fails alone (its entry carries the error) and
     /// the others are stored. Records for the same shard get increasing sequence numbers in
     /// request order.
-    pub fn put_records(&self, stream: &str, records: &[PutRecordInput<'_>]) -> Result<PutRecordsOutput> {
+    pub fn put_records(
+        &self,
+        stream: &str,
+        records: &[PutRecordInput<'_>],
+    ) -> Result<PutRecordsOutput> {
         Ok(self.put_records_begin(stream, records)?.wait())
     }
 
@@ -520,10 +530,14 @@ fn corrupt(shard: &ShardState, e: crate::batch::FormatError) -> Error {
 }
 
 /// An accepted record's entry until its append succeeds (no allocation).
-const PLACEHOLDER: RecordFailure = RecordFailure { error_code: "InternalFailure", error_message: String::new() };
+const PLACEHOLDER: RecordFailure =
+    RecordFailure { error_code: "InternalFailure", error_message: String::new() };
 
 fn internal_failure() -> RecordFailure {
-    RecordFailure { error_code: "InternalFailure", error_message: "Internal Service Failure".into() }
+    RecordFailure {
+        error_code: "InternalFailure",
+        error_message: "Internal Service Failure".into(),
+    }
 }
 
 /// A PutRecord whose record is in its shard log, not yet known to be durable.

@@ -150,10 +150,12 @@ impl StreamView {
         (hash_key <= *end).then_some(shard)
     }
 
-    /// Oldest arrival time still readable.
+    /// Oldest arrival time still readable: a record is readable iff
+    /// `now - arrival < retention`, i.e. `arrival >= now - retention + 1`, and never if it
+    /// arrived before the trim floor.
     pub(crate) fn cutoff_ms(&self, now_ms: u64) -> u64 {
         let retention = u64::from(self.meta.retention_hours) * 3_600_000;
-        now_ms.saturating_sub(retention).max(self.meta.trim_floor_ms)
+        (now_ms + 1).saturating_sub(retention).max(self.meta.trim_floor_ms)
     }
 }
 
