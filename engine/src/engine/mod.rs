@@ -211,7 +211,7 @@ pub(crate) struct Inner {
 /// let engine = Engine::open(dir.path(), EngineConfig::default())?;
 /// engine.create_stream("orders", Some(4), None, &[])?;
 /// let put = engine.put_record("orders", &PutRecordInput::new("customer-42", b"hello"))?;
-/// let it = engine.get_shard_iterator("orders", &put.shard_id, IteratorType::TrimHorizon, None, None)?;
+/// let it = engine.get_shard_iterator("orders", &put.shard_id.to_string(), IteratorType::TrimHorizon, None, None)?;
 /// let page = engine.get_records(&it, None)?;
 /// assert_eq!(&page.records[0].data[..], b"hello");
 /// assert_eq!(page.records[0].sequence_number, put.sequence_number);
