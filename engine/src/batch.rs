@@ -83,8 +83,11 @@ const FLAG_EXPLICIT_HASH_KEY: u8 = 1;
 /// layer validates it); the explicit hash key, if any, only influences routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
+    /// The partition key's UTF-8 bytes, at most [`PARTITION_KEY_BYTES_MAX`].
     pub partition_key: &'a [u8],
+    /// The hash key that routes the record instead of the partition key's MD5, if any.
     pub explicit_hash_key: Option<u128>,
+    /// The payload, at most [`RECORD_DATA_BYTES_MAX`] bytes.
     pub data: &'a [u8],
 }
 
@@ -119,11 +122,17 @@ impl Record<'_> {
 /// A decoded batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
+    /// CRC-32 of bytes `[8, batch_bytes)` of the batch.
     pub crc: u32,
+    /// Length of the whole batch in bytes, header included.
     pub batch_bytes: u32,
+    /// Position of the batch's first record in its shard.
     pub base_position: u64,
+    /// Number of records in the batch (at least 1).
     pub record_count: u32,
+    /// Arrival time of the first record, ms since the Unix epoch.
     pub first_timestamp_ms: u64,
+    /// Latest arrival time of any record in the batch, ms since the Unix epoch.
     pub max_timestamp_ms: u64,
 }
 
@@ -137,7 +146,9 @@ impl BatchHeader {
 /// Why bytes failed to decode as a batch; `at` is the byte offset within the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatError {
+    /// Byte offset within the batch where the problem was found.
     pub at: usize,
+    /// What is wrong, in words.
     pub reason: String,
 }
 
@@ -273,10 +284,15 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
 /// A record decoded from a batch, borrowing its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordView<'a> {
+    /// The record's position in its shard (`base_position` plus its index in the batch).
     pub position: u64,
+    /// Arrival time, ms since the Unix epoch.
     pub timestamp_ms: u64,
+    /// The partition key's UTF-8 bytes.
     pub partition_key: &'a [u8],
+    /// The explicit hash key the record was put with, if any.
     pub explicit_hash_key: Option<u128>,
+    /// The payload.
     pub data: &'a [u8],
 }
 
@@ -402,7 +418,9 @@ pub struct BatchBuilder {
 /// Finished batches: their bytes back to back, and each one's start offset and header.
 #[derive(Debug, Default)]
 pub struct EncodedBatches {
+    /// The finished batches' bytes, back to back.
     pub bytes: Vec<u8>,
+    /// Each batch's start offset in `bytes` and its header, in order.
     pub batches: Vec<(usize, BatchHeader)>,
 }
 

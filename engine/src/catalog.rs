@@ -53,6 +53,7 @@ pub struct Catalog {
     /// that tokens survive a restart.
     #[serde(default)]
     pub token_key: String,
+    /// Every stream, whatever its status, keyed by name.
     pub streams: BTreeMap<String, StreamMeta>,
 }
 
@@ -60,9 +61,13 @@ pub struct Catalog {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StreamStatus {
+    /// `CREATING`: just created; it shows no shards and takes no records until `ACTIVE`.
     Creating,
+    /// `ACTIVE`: readable, writable, and open to control-plane changes.
     Active,
+    /// `UPDATING`: a reshard or mode change is in progress; reads and writes go on.
     Updating,
+    /// `DELETING`: being deleted; the stream disappears when the deletion completes.
     Deleting,
 }
 
@@ -82,7 +87,9 @@ impl StreamStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StreamMode {
+    /// `PROVISIONED`: the caller sets the shard count (SplitShard, MergeShards, UpdateShardCount).
     Provisioned,
+    /// `ON_DEMAND`: the service owns the shard count; explicit resharding is refused.
     OnDemand,
 }
 
@@ -99,15 +106,20 @@ impl StreamMode {
 /// One stream as the catalog stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamMeta {
+    /// The stream name (also its key in [`Catalog::streams`]).
     pub name: String,
     /// Incarnation number, in every sequence number and token of the stream.
     pub epoch: u32,
+    /// Creation time, ms since the Unix epoch (`StreamCreationTimestamp`).
     pub created_ms: u64,
+    /// The stream's current status.
     pub status: StreamStatus,
     /// When the transitional `status` (CREATING, UPDATING, DELETING) ends.
     #[serde(default)]
     pub status_due_ms: Option<u64>,
+    /// The capacity mode.
     pub mode: StreamMode,
+    /// Retention period in hours (24..=8760).
     pub retention_hours: u32,
     /// Records that arrived before this instant are never returned, whatever the retention:
     /// raising the retention does not bring back what had already expired.
@@ -117,7 +129,9 @@ pub struct StreamMeta {
     pub next_shard_index: u32,
     /// Every shard that has not expired, open or closed, in index order.
     pub shards: Vec<ShardMeta>,
+    /// The stream's tags, key to value.
     pub tags: BTreeMap<String, String>,
+    /// Registered enhanced fan-out consumers, DELETING ones until their removal.
     pub consumers: Vec<ConsumerMeta>,
     /// Times of the `UpdateShardCount` calls of the last 24 hours (at most 10 allowed).
     #[serde(default)]
@@ -130,12 +144,17 @@ pub struct StreamMeta {
 /// One shard as the catalog stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMeta {
+    /// Index within the stream (`shardId-` + 12 digits); allocated in order, never reused.
     pub index: u32,
+    /// The shard this one was split from, or the first parent (`ShardToMerge`) of a merge.
     pub parent: Option<u32>,
+    /// The second parent (`AdjacentShardToMerge`) if a merge created this shard.
     pub adjacent_parent: Option<u32>,
     #[serde(with = "u128_string")]
+    /// Lowest hash key the shard covers (inclusive).
     pub starting_hash_key: u128,
     #[serde(with = "u128_string")]
+    /// Highest hash key the shard covers (inclusive).
     pub ending_hash_key: u128,
     /// When the shard opened.
     pub created_ms: u64,
@@ -146,6 +165,7 @@ pub struct ShardMeta {
 /// How a shard was closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClosedShard {
+    /// When the split or merge closed the shard, ms since the Unix epoch.
     pub closed_ms: u64,
     /// One past the last record position: the log held exactly `end_position` records when
     /// it was sealed.
@@ -156,8 +176,11 @@ pub struct ClosedShard {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConsumerStatus {
+    /// `CREATING`: being registered; it cannot read until it turns `ACTIVE`.
     Creating,
+    /// `ACTIVE`: registered and able to read.
     Active,
+    /// `DELETING`: being deregistered; removed when the transition ends.
     Deleting,
 }
 
@@ -175,8 +198,11 @@ impl ConsumerStatus {
 /// A registered enhanced fan-out consumer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerMeta {
+    /// Consumer name, unique within its stream.
     pub name: String,
+    /// Registration time, ms since the Unix epoch (its whole seconds end the consumer ARN).
     pub created_ms: u64,
+    /// The consumer's current status.
     pub status: ConsumerStatus,
     /// When the transitional status (CREATING, DELETING) ends.
     #[serde(default)]
@@ -199,9 +225,13 @@ mod u128_string {
 /// A step of the commit protocol, named so that tests can fail each one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitStep {
+    /// Writing `catalog.tmp` (an injected failure leaves half of it written).
     WriteTemp,
+    /// `fdatasync` of `catalog.tmp`.
     SyncTemp,
+    /// Renaming `catalog.tmp` over `catalog`.
     Rename,
+    /// `fsync` of the data directory after the rename.
     SyncDir,
 }
 
@@ -214,6 +244,7 @@ pub struct CatalogStore {
 }
 
 impl CatalogStore {
+    /// A store for the catalog of data directory `dir`; touches no file.
     pub fn new(dir: &Path) -> Self {
         CatalogStore { dir: dir.to_path_buf(), fail_at: None }
     }

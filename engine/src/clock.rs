@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 /// Milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time, ms since the Unix epoch.
     fn now_ms(&self) -> u64;
 }
 
@@ -28,14 +29,17 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock stopped at `now_ms`, ms since the Unix epoch.
     pub fn new(now_ms: u64) -> Self {
         ManualClock { now_ms: Arc::new(AtomicU64::new(now_ms)) }
     }
 
+    /// Sets the time to `now_ms` (ms since the Unix epoch); it may move backwards.
     pub fn set(&self, now_ms: u64) {
         self.now_ms.store(now_ms, Ordering::SeqCst);
     }
 
+    /// Moves the time forward by `by_ms` milliseconds.
     pub fn advance(&self, by_ms: u64) {
         self.now_ms.fetch_add(by_ms, Ordering::SeqCst);
     }

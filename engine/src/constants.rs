@@ -21,6 +21,7 @@ pub const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// offset index, so a segment must stay below 4 GiB; 1 GiB leaves headroom and is Kafka's
 /// default. The minimum keeps at least one maximal batch in a segment.
 pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
+/// Largest segment size in bytes (1 GiB), see [`SEGMENT_BYTES_MIN`].
 pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
 /// Default segment size, as in the issue: 128 MiB, preallocated.

@@ -15,19 +15,31 @@ pub enum Error {
     /// An operating-system I/O call failed on `path`.
     #[error("I/O error on {path}: {source}")]
     Io {
+        /// The file or directory the call was on.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
     /// Bytes on disk failed validation (checksum, magic, bounds, continuity).
     #[error("corrupt data in {path} at file offset {file_offset}: {reason}")]
-    Corrupt { path: PathBuf, file_offset: u64, reason: String },
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte within the file where validation failed.
+        file_offset: u64,
+        /// What failed validation.
+        reason: String,
+    },
 
     /// A commit cycle failed (write or fdatasync); the log refuses further writes because
     /// what is on disk is no longer known. Reopen the log to recover from what is durable.
     #[error("the log is stopped after a failed commit and takes no more writes: {reason}")]
-    Poisoned { reason: Arc<str> },
+    Poisoned {
+        /// Why the commit failed.
+        reason: Arc<str>,
+    },
 
     /// The log was sealed (closed for writes, as a parent shard after a split or merge).
     #[error("the log is sealed and takes no more writes")]
@@ -79,7 +91,10 @@ pub enum Error {
 
     /// Another process holds the data directory.
     #[error("the data directory {path} is in use by another process")]
-    Locked { path: PathBuf },
+    Locked {
+        /// The locked directory.
+        path: PathBuf,
+    },
 }
 
 impl Error {

@@ -38,7 +38,10 @@ pub enum Durability {
     Sync,
     /// Acknowledge after the write reaches the page cache; `fdatasync` every `interval_ms`.
     /// A machine crash may lose up to the last interval of acknowledged records.
-    Interval { interval_ms: u64 },
+    Interval {
+        /// Milliseconds between two `fdatasync`s (more than 0).
+        interval_ms: u64,
+    },
     /// Acknowledge after the write; never sync except when sealing. Benchmarks only.
     None,
 }
@@ -62,7 +65,9 @@ impl std::str::FromStr for Durability {
 /// Settings of a commit group.
 #[derive(Debug, Clone, Default)]
 pub struct CommitConfig {
+    /// When appends are acknowledged (default [`Durability::Sync`]).
     pub durability: Durability,
+    /// Which implementation runs the writes and syncs (default [`IoBackend::Auto`]).
     pub io_backend: IoBackend,
 }
 
@@ -134,6 +139,7 @@ impl CommitGroup {
         self.backend_name
     }
 
+    /// The durability mode the group commits under.
     pub fn durability(&self) -> Durability {
         self.durability
     }

@@ -31,7 +31,9 @@ pub fn hash_key(partition_key: &[u8]) -> u128 {
 /// An inclusive range of hash keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HashKeyRange {
+    /// Lowest hash key of the range (inclusive).
     pub start: u128,
+    /// Highest hash key of the range (inclusive).
     pub end: u128,
 }
 
@@ -39,6 +41,7 @@ impl HashKeyRange {
     /// The whole key space.
     pub const ALL: HashKeyRange = HashKeyRange { start: 0, end: u128::MAX };
 
+    /// True if `start <= key <= end`.
     pub fn contains(&self, key: u128) -> bool {
         self.start <= key && key <= self.end
     }

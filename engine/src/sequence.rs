@@ -42,8 +42,11 @@ pub enum Slot {
 /// A decoded sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SequenceParts {
+    /// The shard's index in its stream.
     pub shard_index: u32,
+    /// The stream incarnation (24 bits).
     pub stream_epoch: u32,
+    /// What the number denotes in the shard.
     pub slot: Slot,
 }
 

@@ -19,17 +19,21 @@ pub const PUT_RECORDS_BYTES_MAX: usize = 5 * 1024 * 1024;
 pub const GET_RECORDS_LIMIT_MAX: u32 = 10_000;
 /// Most bytes of data one GetRecords call returns (at least one record is always returned).
 pub const GET_RECORDS_BYTES_MAX: usize = 10 * 1024 * 1024;
-/// Retention bounds, hours.
+/// Shortest retention period, hours.
 pub const RETENTION_HOURS_MIN: u32 = 24;
+/// Longest retention period, hours (365 days).
 pub const RETENTION_HOURS_MAX: u32 = 8760;
+/// Retention period of a new stream, hours.
 pub const RETENTION_HOURS_DEFAULT: u32 = 24;
 /// Most shards in one stream.
 pub const SHARDS_PER_STREAM_MAX: u32 = 10_000;
-/// Enhanced fan-out consumers per stream, and at once in CREATING.
+/// Most enhanced fan-out consumers per stream.
 pub const CONSUMERS_MAX: usize = 20;
+/// Most consumers of one stream in CREATING at once.
 pub const CONSUMERS_CREATING_MAX: usize = 5;
-/// Tags per stream, per call.
+/// Most tags on one stream.
 pub const TAGS_MAX: usize = 50;
+/// Most tags one AddTagsToStream or CreateStream call may set.
 pub const TAGS_PER_CALL_MAX: usize = 10;
 
 /// `1 validation error detected: Value '{v}' at '{path}' failed to satisfy constraint: {c}`.

@@ -113,6 +113,7 @@ impl PartialEq<String> for ShardId {
 pub struct PutRecordOutput {
     /// The shard (`to_string()` gives its Kinesis id).
     pub shard_id: ShardId,
+    /// The record's sequence number.
     pub sequence_number: SequenceNumber,
 }
 
@@ -121,24 +122,29 @@ pub struct PutRecordOutput {
 pub struct RecordFailure {
     /// `ProvisionedThroughputExceededException` or `InternalFailure`.
     pub error_code: &'static str,
+    /// The message Kinesis gives with `error_code`.
     pub error_message: String,
 }
 
 /// PutRecords result: one entry per request record, in request order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutRecordsOutput {
+    /// How many entries of `records` are failures.
     pub failed_record_count: usize,
+    /// One result per request record, in request order.
     pub records: Vec<Result<PutRecordOutput, RecordFailure>>,
 }
 
 /// A record as read. `partition_key` and `data` borrow the segment's memory map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
+    /// The record's sequence number.
     pub sequence_number: SequenceNumber,
     /// `ApproximateArrivalTimestamp`, milliseconds.
     pub approximate_arrival_ms: u64,
     /// UTF-8 (checked when the record was put).
     pub partition_key: Bytes,
+    /// The record's data blob.
     pub data: Bytes,
 }
 
@@ -152,17 +158,22 @@ impl StoredRecord {
 /// A child of a shard, as GetRecords reports it at the end of a closed shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildShard {
+    /// The child's shard id (`shardId-` + 12 digits).
     pub shard_id: String,
+    /// Its parents' shard ids: one after a split, two after a merge.
     pub parent_shards: Vec<String>,
+    /// The hash keys the child covers (both ends inclusive).
     pub hash_key_range: HashKeyRange,
 }
 
 /// GetRecords result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetRecordsOutput {
+    /// Records from the iterator's position on, in order; may be empty.
     pub records: Vec<StoredRecord>,
     /// `None` exactly when the shard is closed and the iterator was at its end.
     pub next_shard_iterator: Option<String>,
+    /// Ms behind the shard's tip: 0 if caught up, else now minus the last record's arrival.
     pub millis_behind_latest: u64,
     /// Only in the response that reaches the end of a closed shard.
     pub child_shards: Option<Vec<ChildShard>>,
@@ -171,10 +182,15 @@ pub struct GetRecordsOutput {
 /// A shard as DescribeStream and ListShards show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
+    /// The shard id (`shardId-` + 12 digits).
     pub shard_id: String,
+    /// The shard it was split from, or the first parent (`ShardToMerge`) of a merge.
     pub parent_shard_id: Option<String>,
+    /// The second parent (`AdjacentShardToMerge`) if a merge created the shard.
     pub adjacent_parent_shard_id: Option<String>,
+    /// The hash keys the shard covers (both ends inclusive).
     pub hash_key_range: HashKeyRange,
+    /// The shard's starting sequence number, below every record's.
     pub starting_sequence_number: SequenceNumber,
     /// Present exactly when the shard is closed.
     pub ending_sequence_number: Option<SequenceNumber>,
@@ -183,45 +199,70 @@ pub struct Shard {
 /// DescribeStream result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamDescription {
+    /// The stream name.
     pub stream_name: String,
+    /// The stream ARN (`arn:aws:kinesis:{region}:{account}:stream/{name}`).
     pub stream_arn: String,
+    /// The stream's current status.
     pub stream_status: StreamStatus,
+    /// The capacity mode.
     pub stream_mode: StreamMode,
+    /// One page of shards in id order (empty while the stream is CREATING).
     pub shards: Vec<Shard>,
+    /// True if more shards follow this page: ask again from the last returned shard id.
     pub has_more_shards: bool,
+    /// Retention period in hours.
     pub retention_period_hours: u32,
+    /// Creation time, ms since the Unix epoch.
     pub stream_creation_ms: u64,
 }
 
 /// DescribeStreamSummary result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSummary {
+    /// The stream name.
     pub stream_name: String,
+    /// The stream ARN.
     pub stream_arn: String,
+    /// The stream's current status.
     pub stream_status: StreamStatus,
+    /// The capacity mode.
     pub stream_mode: StreamMode,
+    /// Retention period in hours.
     pub retention_period_hours: u32,
+    /// Creation time, ms since the Unix epoch.
     pub stream_creation_ms: u64,
+    /// Number of open shards (0 while the stream is CREATING).
     pub open_shard_count: usize,
+    /// Number of registered enhanced fan-out consumers, in any status.
     pub consumer_count: usize,
 }
 
 /// One entry of ListStreams' `StreamSummaries`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamListEntry {
+    /// The stream name.
     pub stream_name: String,
+    /// The stream ARN.
     pub stream_arn: String,
+    /// The stream's current status.
     pub stream_status: StreamStatus,
+    /// The capacity mode.
     pub stream_mode: StreamMode,
+    /// Creation time, ms since the Unix epoch.
     pub stream_creation_ms: u64,
 }
 
 /// ListStreams result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListStreamsOutput {
+    /// This page's stream names, in byte order.
     pub stream_names: Vec<String>,
+    /// True if more streams follow this page.
     pub has_more_streams: bool,
+    /// Token for the next page, present when more streams follow (valid 300 s).
     pub next_token: Option<String>,
+    /// One entry per name of `stream_names`, in the same order.
     pub stream_summaries: Vec<StreamListEntry>,
 }
 
@@ -247,67 +288,97 @@ pub enum ShardFilter {
 pub struct ListShardsInput<'a> {
     /// Stream name or ARN.
     pub stream: Option<&'a str>,
+    /// Token from a previous page; excludes every other member.
     pub next_token: Option<&'a str>,
+    /// List only shards whose id sorts after this one (it need not exist).
     pub exclusive_start_shard_id: Option<&'a str>,
     /// 1..10,000; more than 1,000 behaves as 1,000 (the default).
     pub max_results: Option<u32>,
+    /// If set, the stream's creation time (ms since the Unix epoch) must equal it.
     pub stream_creation_ms: Option<u64>,
+    /// Which shards to list; `None` lists every shard that has not expired.
     pub shard_filter: Option<ShardFilter>,
 }
 
 /// ListShards result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListShardsOutput {
+    /// This page's shards, in id order.
     pub shards: Vec<Shard>,
+    /// Token for the next page, present when more shards follow (valid 300 s).
     pub next_token: Option<String>,
 }
 
 /// An enhanced fan-out consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumer {
+    /// Consumer name, unique within its stream.
     pub consumer_name: String,
+    /// Consumer ARN: `{stream ARN}/consumer/{name}:{creation time in seconds}`.
     pub consumer_arn: String,
+    /// The consumer's current status.
     pub consumer_status: ConsumerStatus,
+    /// Registration time, ms since the Unix epoch.
     pub consumer_creation_ms: u64,
+    /// ARN of the stream the consumer reads.
     pub stream_arn: String,
 }
 
 /// How a consumer is named: by its ARN, or by stream and name.
 #[derive(Debug, Clone, Copy)]
 pub enum ConsumerRef<'a> {
+    /// By consumer ARN.
     Arn(&'a str),
-    Name { stream: &'a str, consumer_name: &'a str },
+    /// By stream and consumer name.
+    Name {
+        /// The stream's name or ARN.
+        stream: &'a str,
+        /// The consumer's name.
+        consumer_name: &'a str,
+    },
 }
 
 /// ListStreamConsumers result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListConsumersOutput {
+    /// This page's consumers, in name order.
     pub consumers: Vec<Consumer>,
+    /// Token for the next page, present when more consumers follow.
     pub next_token: Option<String>,
 }
 
 /// UpdateShardCount result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateShardCountOutput {
+    /// The stream name.
     pub stream_name: String,
+    /// The stream ARN.
     pub stream_arn: String,
+    /// Open shards before the update.
     pub current_shard_count: u32,
+    /// Open shards once the update completes.
     pub target_shard_count: u32,
 }
 
 /// DescribeLimits result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountLimits {
+    /// Most open shards the account may have, across all streams.
     pub shard_limit: u32,
+    /// Open shards across all streams.
     pub open_shard_count: u32,
+    /// Streams in on-demand mode.
     pub on_demand_stream_count: u32,
+    /// Most on-demand streams the account may have.
     pub on_demand_stream_count_limit: u32,
 }
 
 /// ListTagsForStream result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListTagsOutput {
+    /// This page's tags as (key, value), in key order.
     pub tags: Vec<(String, String)>,
+    /// True if more tags follow this page.
     pub has_more_tags: bool,
 }
 
