@@ -1,0 +1,17 @@
+//! # riffle-bench
+//!
+//! Riffle's load and latency harness as a library: record payloads that check themselves
+//! ([`payload`]), key distributions ([`keys`]), the open-loop schedule and its
+//! coordinated-omission correction ([`schedule`]), HDR histograms ([`stats`]), the systems
+//! under test ([`target`]), the runner ([`run`]) and the reports ([`report`]). The
+//! `riffle-bench` binary is its command line; `bench/README.md` is the manual.
+
+#![warn(missing_docs)]
+
+pub mod keys;
+pub mod payload;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod stats;
+pub mod target;

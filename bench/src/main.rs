@@ -1,0 +1,232 @@
+//! `riffle-bench`: load and latency harness. See `bench/README.md`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use riffle_bench::keys::KeyDistribution;
+use riffle_bench::report;
+use riffle_bench::run::{self, RecordSize, RunConfig, RunResult, Workload};
+use riffle_bench::target::{EngineTarget, EngineTargetConfig, Target};
+use riffle_engine::{Durability, IoBackend};
+
+#[derive(Parser)]
+#[command(name = "riffle-bench", version, about = "Load and latency harness for Riffle")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One run; prints a table and writes <out>.json, <out>.hlog and <out>.html.
+    Run(RunArgs),
+    /// Open-loop runs at several rates, to find the knee of the latency curve.
+    Sweep {
+        /// Records per second, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        rates: Vec<f64>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Two result files side by side, with ratios.
+    Compare {
+        /// Baseline result (JSON).
+        a: PathBuf,
+        /// Result to compare with it.
+        b: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// System under test: `engine` (in-process). The server target comes with riffled.
+    #[arg(long, default_value = "engine")]
+    target: String,
+    /// Engine target: data directory (default: a temporary directory, removed at exit).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Engine target: durability, `sync`, `interval:<ms>` or `none`.
+    #[arg(long, default_value = "sync")]
+    durability: Durability,
+    /// Engine target: I/O backend, `auto`, `std` or `uring`.
+    #[arg(long, default_value = "auto")]
+    io: IoBackend,
+    /// Turn Kinesis's per-shard limits on (off by default: they cap a shard at 1 MiB/s).
+    #[arg(long)]
+    limits: bool,
+    /// `produce` (acknowledgement latency) or `e2e` (consumers poll and check every
+    /// record; put-to-delivery latency).
+    #[arg(long, default_value = "produce")]
+    workload: Workload,
+    /// Stream name.
+    #[arg(long, default_value = "bench")]
+    stream: String,
+    /// Shards.
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
+    /// Producer threads.
+    #[arg(long, default_value_t = 4)]
+    producers: u32,
+    /// Consumer threads (e2e).
+    #[arg(long, default_value_t = 1)]
+    consumers: u32,
+    /// Record size in bytes, `N` or `uniform:LO:HI` (at least 20).
+    #[arg(long, default_value = "1024")]
+    record_size: RecordSize,
+    /// Records per request (PutRecords; 1..=500).
+    #[arg(long, default_value_t = 1)]
+    batch: u32,
+    /// Requests in flight per producer.
+    #[arg(long, default_value_t = 1)]
+    window: u32,
+    /// Partition keys: `uniform[:N]`, `zipf[:N[:S]]` or `hot`.
+    #[arg(long, default_value = "uniform")]
+    keys: KeyDistribution,
+    /// Open loop at this many records per second in total (omit for closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Stop each producer after this many records.
+    #[arg(long)]
+    records: Option<u64>,
+    /// Warm-up seconds (executed, not measured).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// GetRecords limit (e2e).
+    #[arg(long, default_value_t = 10_000)]
+    read_limit: u32,
+    /// Milliseconds to wait after an empty GetRecords (e2e).
+    #[arg(long, default_value_t = 1.0)]
+    poll_interval_ms: f64,
+    /// Seed for keys and record sizes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output files: <out>.json, <out>.hlog, <out>.html.
+    #[arg(long, default_value = "bench-results/run")]
+    out: PathBuf,
+    /// No live progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl RunArgs {
+    fn config(&self) -> Result<RunConfig, String> {
+        if !(1..=500).contains(&self.batch) {
+            return Err("--batch must be in 1..=500 (PutRecords)".into());
+        }
+        let secs = |v: f64, name: &str| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(format!("{name} must be a non-negative number of seconds"))
+            }
+        };
+        Ok(RunConfig {
+            workload: self.workload,
+            stream: self.stream.clone(),
+            shards: self.shards,
+            producers: self.producers,
+            consumers: self.consumers,
+            record_size: self.record_size,
+            batch: self.batch,
+            window: self.window.max(1),
+            keys: self.keys,
+            rate: self.rate,
+            duration: secs(self.duration, "--duration")?,
+            records: self.records,
+            warmup: secs(self.warmup, "--warmup")?,
+            read_limit: self.read_limit,
+            poll_interval: Duration::from_secs_f64(self.poll_interval_ms.max(0.0) / 1e3),
+            seed: self.seed,
+            progress: !self.quiet,
+        })
+    }
+
+    fn target(&self) -> Result<Box<dyn Target>, String> {
+        match self.target.as_str() {
+            "engine" => Ok(Box::new(EngineTarget::open(&EngineTargetConfig {
+                data_dir: self.data_dir.clone(),
+                durability: self.durability,
+                io_backend: self.io,
+                limits: self.limits,
+            })?)),
+            other => Err(format!(
+                "unknown target {other:?}: `engine` (the server target arrives with riffled)"
+            )),
+        }
+    }
+}
+
+fn run_once(args: &RunArgs, config: &RunConfig) -> Result<RunResult, String> {
+    let target = args.target()?;
+    let result = run::run(target.as_ref(), config)?;
+    if config.progress {
+        eprintln!();
+    }
+    Ok(result)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => args.config().and_then(|config| {
+            let result = run_once(&args, &config)?;
+            println!("{}", report::table(&result));
+            for file in report::write_files(&result, &args.out)? {
+                println!("wrote {}", file.display());
+            }
+            Ok(())
+        }),
+        Command::Sweep { rates, run } => run.config().and_then(|base| {
+            println!(
+                "{:>12} {:>14} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                "rate", "achieved/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"
+            );
+            let mut results = Vec::new();
+            for rate in rates {
+                let config = RunConfig { rate: Some(rate), ..base.clone() };
+                let r = run_once(&run, &config)?;
+                println!(
+                    "{:>12.0} {:>14.0} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10}",
+                    rate,
+                    r.produce_records_per_sec,
+                    r.put_latency.p50_ms,
+                    r.put_latency.p99_ms,
+                    r.put_latency.p999_ms,
+                    r.put_latency.max_ms,
+                    r.produced.errors + r.produced.throttled
+                );
+                let base = run.out.with_file_name(format!(
+                    "{}-rate{rate}",
+                    run.out
+                        .file_name()
+                        .map_or("sweep".into(), |n| n.to_string_lossy().into_owned())
+                ));
+                report::write_files(&r, &base)?;
+                results.push((format!("{rate} records/s"), r));
+            }
+            let refs: Vec<(String, &RunResult)> =
+                results.iter().map(|(n, r)| (n.clone(), r)).collect();
+            let page = run.out.with_extension("sweep.html");
+            std::fs::write(&page, report::html(&refs)?)
+                .map_err(|e| format!("{}: {e}", page.display()))?;
+            println!("wrote {}", page.display());
+            Ok(())
+        }),
+        Command::Compare { a, b } => {
+            let load = |p: &PathBuf| -> Result<RunResult, String> {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+            };
+            load(&a).and_then(|ra| load(&b).map(|rb| print!("{}", report::compare(&ra, &rb))))
+        }
+    };
+    if let Err(e) = outcome {
+        eprintln!("riffle-bench: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,516 @@
+//! A benchmark run: producers (open or closed loop), consumers, progress, results.
+//!
+//! Each producer thread sends requests (PutRecords of `batch` records) and hands each
+//! pending request to its own completer thread through a channel bounded by `window`: the
+//! completer waits for the acknowledgement and records the latency, so at most `window`
+//! requests per producer are in flight, and a full window blocks the sender (in an open
+//! loop that makes sends late, which the latency from the intended send time accounts for;
+//! see [`crate::schedule`]). Consumer threads poll GetRecords on their shards, check every
+//! record ([`crate::payload`]) and per-producer order within a shard, and record end-to-end
+//! latency from the record's intended send time to its delivery. Each thread keeps its own
+//! histogram; they are merged at the end. Requests sent during the warm-up are executed
+//! but not recorded.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{key_name, KeyDistribution, KeySampler, Rng};
+use crate::payload::{self, Stamp};
+use crate::schedule::{latency, Schedule};
+use crate::stats::{Latencies, Summary};
+use crate::target::Target;
+
+/// Record sizes: fixed, or uniform in a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordSize {
+    /// Every record this many bytes.
+    Fixed(usize),
+    /// Uniform in `lo..=hi` bytes.
+    Uniform(usize, usize),
+}
+
+impl std::str::FromStr for RecordSize {
+    type Err = String;
+
+    /// `N` or `uniform:LO:HI` (bytes, at least 20).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let min = payload::HEADER_BYTES;
+        let parse = |v: &str| v.parse::<usize>().map_err(|e| format!("{text}: {e}"));
+        let size = match text.split(':').collect::<Vec<_>>().as_slice() {
+            [n] => RecordSize::Fixed(parse(n)?),
+            ["uniform", lo, hi] => RecordSize::Uniform(parse(lo)?, parse(hi)?),
+            _ => return Err(format!("record size {text:?}: N or uniform:LO:HI")),
+        };
+        let (lo, hi) = match size {
+            RecordSize::Fixed(n) => (n, n),
+            RecordSize::Uniform(lo, hi) => (lo, hi),
+        };
+        if lo < min || hi < lo || hi > 1024 * 1024 {
+            return Err(format!(
+                "record size {text:?}: sizes must be in {min}..=1048576, LO <= HI"
+            ));
+        }
+        Ok(size)
+    }
+}
+
+impl RecordSize {
+    fn sample(&self, rng: &mut Rng) -> usize {
+        match *self {
+            RecordSize::Fixed(n) => n,
+            RecordSize::Uniform(lo, hi) => lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize,
+        }
+    }
+}
+
+/// What runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Workload {
+    /// Producers only: acknowledgement latency and throughput.
+    Produce,
+    /// Consumers read what producers write; delivery latency is recorded too.
+    EndToEnd,
+}
+
+impl std::str::FromStr for Workload {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "produce" => Ok(Workload::Produce),
+            "e2e" | "end-to-end" | "consume" => Ok(Workload::EndToEnd),
+            _ => Err(format!("unknown workload {text:?}: produce or e2e")),
+        }
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// What runs.
+    pub workload: Workload,
+    /// Stream name.
+    pub stream: String,
+    /// Shards of the stream.
+    pub shards: u32,
+    /// Producer threads.
+    pub producers: u32,
+    /// Consumer threads (end-to-end only); shards are dealt to them round-robin.
+    pub consumers: u32,
+    /// Record size.
+    pub record_size: RecordSize,
+    /// Records per request.
+    pub batch: u32,
+    /// Requests in flight per producer.
+    pub window: u32,
+    /// Partition keys.
+    pub keys: KeyDistribution,
+    /// Open loop at this many records per second in total; closed loop if `None`.
+    pub rate: Option<f64>,
+    /// Measured time (after the warm-up).
+    pub duration: Duration,
+    /// Stop after this many records per producer (whichever comes first with `duration`).
+    pub records: Option<u64>,
+    /// Time before measuring starts.
+    pub warmup: Duration,
+    /// GetRecords limit for consumers.
+    pub read_limit: u32,
+    /// Pause after an empty GetRecords.
+    pub poll_interval: Duration,
+    /// Seed of keys and sizes.
+    pub seed: u64,
+    /// Live progress line on stderr.
+    pub progress: bool,
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Records acknowledged during the measured period.
+    pub records: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Records refused by a throughput limit.
+    pub throttled: u64,
+    /// Records or reads that failed otherwise.
+    pub errors: u64,
+}
+
+/// Consumer-side counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumeCounts {
+    /// Records read and checked during the measured period.
+    pub records: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Records that failed the payload check.
+    pub corrupt: u64,
+    /// Records that came before an earlier record of the same producer in the same shard.
+    pub out_of_order: u64,
+    /// Reads refused by a throughput limit.
+    pub throttled_reads: u64,
+    /// Reads that failed otherwise.
+    pub errors: u64,
+}
+
+/// The result of a run, as saved in JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Harness version.
+    pub version: String,
+    /// The target's description.
+    pub target: String,
+    /// The configuration.
+    pub config: RunConfig,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Producer counters.
+    pub produced: Counts,
+    /// Acknowledged records per second.
+    pub produce_records_per_sec: f64,
+    /// Acknowledged payload MB (10^6 bytes) per second.
+    pub produce_mb_per_sec: f64,
+    /// Request acknowledgement latency (one value per request).
+    pub put_latency: Summary,
+    /// The full acknowledgement histogram (HdrHistogram V2, base64).
+    pub put_histogram: String,
+    /// Consumer counters (end-to-end only).
+    pub consumed: Option<ConsumeCounts>,
+    /// Put to delivery latency, one value per record (end-to-end only).
+    pub e2e_latency: Option<Summary>,
+    /// The full delivery histogram.
+    pub e2e_histogram: Option<String>,
+    /// Per-second acknowledgement histograms, for the HDR interval log.
+    #[serde(skip)]
+    pub intervals: Vec<(Duration, Latencies)>,
+}
+
+struct Shared {
+    start: Instant,
+    measure_from: Duration,
+    stop: AtomicBool,
+    acked: AtomicU64,
+    errors: AtomicU64,
+    /// Acknowledgement latencies since the last progress tick.
+    interval: Mutex<Latencies>,
+}
+
+impl Shared {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+struct InFlight {
+    intended: Duration,
+    sent: Duration,
+    records: u64,
+    bytes: u64,
+    pending: Box<dyn crate::target::PendingPut>,
+}
+
+/// Runs `config` against `target` (the stream is created first).
+pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String> {
+    if config.producers == 0 || config.batch == 0 || config.window == 0 {
+        return Err("producers, batch and window must be at least 1".into());
+    }
+    target.setup(&config.stream, config.shards)?;
+    let shards = target.shards(&config.stream)?;
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        measure_from: config.warmup,
+        stop: AtomicBool::new(false),
+        acked: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        interval: Mutex::new(Latencies::default()),
+    });
+    let end = config.warmup + config.duration;
+    let intervals = Mutex::new(Vec::new());
+    let (produced, put_hist, consumed, e2e_hist) = std::thread::scope(|s| {
+        // Consumers start first, at the tip, so that they see every record of the run.
+        let consumer_handles: Vec<_> = if config.workload == Workload::EndToEnd {
+            let consumers = config.consumers.max(1) as usize;
+            let mut assigned: Vec<Vec<String>> = vec![Vec::new(); consumers];
+            for (i, shard) in shards.iter().enumerate() {
+                assigned[i % consumers].push(shard.clone());
+            }
+            assigned
+                .into_iter()
+                .filter(|a| !a.is_empty())
+                .map(|mine| {
+                    let shared = Arc::clone(&shared);
+                    s.spawn(move || consume(target, config, &shared, &mine))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let producer_handles: Vec<_> = (0..config.producers)
+            .map(|p| {
+                let shared = Arc::clone(&shared);
+                s.spawn(move || produce(target, config, &shared, p))
+            })
+            .collect();
+        let ticker = s.spawn(|| progress(config, &shared, end, &intervals));
+        let mut produced = Counts::default();
+        let mut put_hist = Latencies::default();
+        for h in producer_handles {
+            let (counts, hist) = h.join().expect("producer thread");
+            produced.records += counts.records;
+            produced.bytes += counts.bytes;
+            produced.throttled += counts.throttled;
+            produced.errors += counts.errors;
+            put_hist.merge(&hist);
+        }
+        // Let consumers drain what was acknowledged, then stop them.
+        if !consumer_handles.is_empty() {
+            std::thread::sleep(Duration::from_millis(200).max(config.poll_interval * 4));
+        }
+        shared.stop.store(true, Ordering::Release);
+        let mut consumed = ConsumeCounts::default();
+        let mut e2e = Latencies::default();
+        for h in consumer_handles {
+            let (counts, hist) = h.join().expect("consumer thread");
+            consumed.records += counts.records;
+            consumed.bytes += counts.bytes;
+            consumed.corrupt += counts.corrupt;
+            consumed.out_of_order += counts.out_of_order;
+            consumed.throttled_reads += counts.throttled_reads;
+            consumed.errors += counts.errors;
+            e2e.merge(&hist);
+        }
+        ticker.join().expect("progress thread");
+        (produced, put_hist, consumed, e2e)
+    });
+    let measured = shared.now().min(end).saturating_sub(config.warmup).as_secs_f64().max(1e-9);
+    let e2e = config.workload == Workload::EndToEnd;
+    Ok(RunResult {
+        version: env!("CARGO_PKG_VERSION").into(),
+        target: target.describe(),
+        config: config.clone(),
+        seconds: measured,
+        produce_records_per_sec: produced.records as f64 / measured,
+        produce_mb_per_sec: produced.bytes as f64 / measured / 1e6,
+        produced,
+        put_latency: put_hist.summary(),
+        put_histogram: put_hist.encode(),
+        consumed: e2e.then_some(consumed),
+        e2e_latency: e2e.then(|| e2e_hist.summary()),
+        e2e_histogram: e2e.then(|| e2e_hist.encode()),
+        intervals: intervals.into_inner().unwrap_or_else(|e| e.into_inner()),
+    })
+}
+
+fn produce(
+    target: &dyn Target,
+    config: &RunConfig,
+    shared: &Shared,
+    producer: u32,
+) -> (Counts, Latencies) {
+    let open_loop = config.rate.is_some();
+    let schedule = config
+        .rate
+        .map(|r| Schedule::new(r / f64::from(config.batch) / f64::from(config.producers)));
+    let end = config.warmup + config.duration;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<InFlight>(config.window as usize - 1);
+    std::thread::scope(|s| {
+        let completer = s.spawn(move || {
+            let mut counts = Counts::default();
+            let mut hist = Latencies::default();
+            let mut local = Latencies::default();
+            let mut flushed = Instant::now();
+            for request in rx {
+                let outcome = request.pending.wait();
+                let done = shared.now();
+                let measured = request.intended >= shared.measure_from && request.intended < end;
+                shared.acked.fetch_add(outcome.ok, Ordering::Relaxed);
+                shared.errors.fetch_add(outcome.failed, Ordering::Relaxed);
+                if measured {
+                    let l = latency(open_loop, request.intended, request.sent, done);
+                    hist.record(l);
+                    local.record(l);
+                    counts.records += outcome.ok;
+                    counts.bytes += if outcome.ok == request.records { request.bytes } else { 0 };
+                    counts.throttled += outcome.throttled;
+                    counts.errors += outcome.failed;
+                }
+                if flushed.elapsed() > Duration::from_millis(100) {
+                    shared.interval.lock().unwrap_or_else(|e| e.into_inner()).merge(&local);
+                    local.reset();
+                    flushed = Instant::now();
+                }
+            }
+            shared.interval.lock().unwrap_or_else(|e| e.into_inner()).merge(&local);
+            (counts, hist)
+        });
+        let mut keys = KeySampler::new(config.keys, config.seed ^ (u64::from(producer) << 32));
+        let mut rng = Rng::new(config.seed.wrapping_add(u64::from(producer)));
+        let key_names: HashMap<u32, String> = HashMap::new();
+        let mut key_names = key_names;
+        let mut seq = 0u64;
+        let mut i = 0u64;
+        loop {
+            if config.records.is_some_and(|n| seq >= n) {
+                break;
+            }
+            let intended = match &schedule {
+                Some(s) => {
+                    let at = s.at(i);
+                    sleep_until(shared, at);
+                    at
+                }
+                None => shared.now(),
+            };
+            if intended >= end || shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let mut records = Vec::with_capacity(config.batch as usize);
+            let mut bytes = 0u64;
+            for _ in 0..config.batch {
+                let k = keys.next_index();
+                let key = key_names.entry(k).or_insert_with(|| key_name(k)).clone();
+                let mut data = vec![0u8; config.record_size.sample(&mut rng)];
+                payload::write(
+                    &mut data,
+                    Stamp { producer, seq, sent_ns: intended.as_nanos() as u64 },
+                );
+                bytes += data.len() as u64;
+                records.push((key, data));
+                seq += 1;
+            }
+            let sent = shared.now();
+            let pending = target.put(&config.stream, &records);
+            let request =
+                InFlight { intended, sent, records: u64::from(config.batch), bytes, pending };
+            if tx.send(request).is_err() {
+                break;
+            }
+            i += 1;
+        }
+        drop(tx);
+        completer.join().expect("completer thread")
+    })
+}
+
+/// Sleeps until `at` (offset from the start): coarse sleep, then a short spin.
+fn sleep_until(shared: &Shared, at: Duration) {
+    loop {
+        let now = shared.now();
+        if now >= at {
+            return;
+        }
+        let left = at - now;
+        if left > Duration::from_micros(200) {
+            std::thread::sleep(left - Duration::from_micros(100));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn consume(
+    target: &dyn Target,
+    config: &RunConfig,
+    shared: &Shared,
+    shards: &[String],
+) -> (ConsumeCounts, Latencies) {
+    let mut counts = ConsumeCounts::default();
+    let mut hist = Latencies::default();
+    let mut iterators: Vec<Option<String>> =
+        shards.iter().map(|s| target.iterator(&config.stream, s, true).ok()).collect();
+    // Last sequence seen per (shard, producer).
+    let mut last: HashMap<(usize, u32), u64> = HashMap::new();
+    let end = config.warmup + config.duration;
+    while !shared.stop.load(Ordering::Acquire) {
+        let mut got_any = false;
+        for (i, slot) in iterators.iter_mut().enumerate() {
+            let Some(it) = slot.clone() else { continue };
+            match target.get_records(&it, config.read_limit) {
+                Ok(page) => {
+                    counts.throttled_reads += u64::from(page.throttled);
+                    let now = shared.now();
+                    got_any |= !page.records.is_empty();
+                    for r in &page.records {
+                        let Some(stamp) = payload::check(&r.data) else {
+                            counts.corrupt += 1;
+                            continue;
+                        };
+                        if let Some(prev) = last.insert((i, stamp.producer), stamp.seq) {
+                            if stamp.seq <= prev {
+                                counts.out_of_order += 1;
+                            }
+                        }
+                        let sent = Duration::from_nanos(stamp.sent_ns);
+                        if sent >= shared.measure_from && sent < end {
+                            hist.record(now.saturating_sub(sent));
+                            counts.records += 1;
+                            counts.bytes += r.data.len() as u64;
+                        }
+                    }
+                    *slot = page.next;
+                }
+                Err(_) => counts.errors += 1,
+            }
+        }
+        if !got_any {
+            std::thread::sleep(config.poll_interval);
+        }
+    }
+    (counts, hist)
+}
+
+fn progress(
+    config: &RunConfig,
+    shared: &Shared,
+    end: Duration,
+    intervals: &Mutex<Vec<(Duration, Latencies)>>,
+) {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_acked = 0u64;
+    let mut tick = Duration::ZERO;
+    let mut cumulative = Latencies::default();
+    loop {
+        tick += Duration::from_secs(1);
+        while shared.now() < tick {
+            if shared.stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let interval =
+            std::mem::take(&mut *shared.interval.lock().unwrap_or_else(|e| e.into_inner()));
+        cumulative.merge(&interval);
+        if !interval.is_empty() {
+            intervals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((tick - Duration::from_secs(1), interval));
+        }
+        let acked = shared.acked.load(Ordering::Relaxed);
+        if config.progress {
+            let phase = if tick <= config.warmup { "warm-up" } else { "measuring" };
+            let line = format!(
+                "[{:>4}s/{}s {phase}] {:>10.0} records/s  p99 so far {:>8.3} ms  errors {}",
+                tick.as_secs(),
+                end.as_secs(),
+                (acked - last_acked) as f64,
+                cumulative.percentile_ns(99.0) as f64 / 1e6,
+                shared.errors.load(Ordering::Relaxed)
+            );
+            if tty {
+                eprint!("\r{line}");
+            } else if tick.as_secs().is_multiple_of(5) {
+                eprintln!("{line}");
+            }
+        }
+        last_acked = acked;
+        if tick >= end + Duration::from_secs(5) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The harness end to end against the in-process engine, bounded by record counts (no
+//! timed assertions): every record is acknowledged, read back and checked; results survive
+//! a JSON round trip; the reports render.
+
+use std::time::Duration;
+
+use riffle_bench::keys::KeyDistribution;
+use riffle_bench::report;
+use riffle_bench::run::{run, RecordSize, RunConfig, RunResult, Workload};
+use riffle_bench::target::{EngineTarget, EngineTargetConfig};
+use riffle_engine::{Durability, IoBackend};
+
+fn config(workload: Workload) -> RunConfig {
+    RunConfig {
+        workload,
+        stream: "bench".into(),
+        shards: 3,
+        producers: 3,
+        consumers: 2,
+        record_size: RecordSize::Uniform(20, 300),
+        batch: 10,
+        window: 4,
+        keys: KeyDistribution::Zipf { keys: 50, s: 1.1 },
+        rate: None,
+        duration: Duration::from_secs(120),
+        records: Some(500),
+        warmup: Duration::ZERO,
+        read_limit: 100,
+        poll_interval: Duration::from_millis(1),
+        seed: 7,
+        progress: false,
+    }
+}
+
+fn target() -> EngineTarget {
+    EngineTarget::open(&EngineTargetConfig {
+        data_dir: None,
+        durability: Durability::Sync,
+        io_backend: IoBackend::Std,
+        limits: false,
+    })
+    .expect("engine target")
+}
+
+#[test]
+fn an_end_to_end_run_acknowledges_reads_and_checks_every_record() {
+    let target = target();
+    let result = run(&target, &config(Workload::EndToEnd)).expect("run");
+    assert_eq!(result.produced.records, 1500);
+    assert_eq!(result.produced.errors + result.produced.throttled, 0);
+    let consumed = result.consumed.clone().expect("consumer counts");
+    assert_eq!(consumed.records, 1500, "every acknowledged record was delivered");
+    assert_eq!((consumed.corrupt, consumed.out_of_order, consumed.errors), (0, 0, 0));
+    assert_eq!(result.put_latency.count, 150, "one latency per request");
+    assert_eq!(result.e2e_latency.expect("e2e").count, 1500, "one latency per record");
+
+    // JSON round trip, then the reports.
+    let json = serde_json::to_string(&result).expect("to json");
+    let back: RunResult = serde_json::from_str(&json).expect("from json");
+    assert_eq!(back.put_latency, result.put_latency);
+    assert_eq!(back.config.keys, result.config.keys);
+    assert!(report::table(&back).contains("put to delivery"));
+    assert!(report::compare(&result, &back).contains("1.000"));
+    let page = report::html(&[("run".into(), &back)]).expect("html");
+    assert!(page.contains("<svg") && page.contains("</svg>") && page.contains("polyline"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = report::write_files(&result, &dir.path().join("r")).expect("files");
+    assert_eq!(files.len(), 3);
+    let log = std::fs::read_to_string(dir.path().join("r.hlog")).expect("hlog");
+    assert!(log.starts_with("#riffle-bench"));
+}
+
+#[test]
+fn an_open_loop_run_sends_on_its_schedule() {
+    let target = target();
+    let mut c = config(Workload::Produce);
+    c.rate = Some(3000.0); // 3 producers x 100 requests/s x 10 records
+    c.records = Some(200);
+    let result = run(&target, &c).expect("run");
+    assert_eq!(result.produced.records, 600);
+    assert_eq!(result.put_latency.count, 60);
+}
