@@ -11,7 +11,6 @@
 //! histogram; they are merged at the end. Requests sent during the warm-up are executed
 //! but not recorded.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -350,8 +349,9 @@ fn produce(
         });
         let mut keys = KeySampler::new(config.keys, config.seed ^ (u64::from(producer) << 32));
         let mut rng = Rng::new(config.seed.wrapping_add(u64::from(producer)));
-        let key_names: HashMap<u32, String> = HashMap::new();
-        let mut key_names = key_names;
+        let mut key_names: Vec<Option<String>> = Vec::new();
+        // Reused across requests: the target copies the records before `put` returns.
+        let mut records: Vec<(String, Vec<u8>)> = Vec::with_capacity(config.batch as usize);
         let mut seq = 0u64;
         let mut i = 0u64;
         loop {
@@ -369,18 +369,19 @@ fn produce(
             if intended >= end || shared.stop.load(Ordering::Relaxed) {
                 break;
             }
-            let mut records = Vec::with_capacity(config.batch as usize);
+            records.resize_with(config.batch as usize, Default::default);
             let mut bytes = 0u64;
-            for _ in 0..config.batch {
+            for (key, data) in &mut records {
                 let k = keys.next_index();
-                let key = key_names.entry(k).or_insert_with(|| key_name(k)).clone();
-                let mut data = vec![0u8; config.record_size.sample(&mut rng)];
-                payload::write(
-                    &mut data,
-                    Stamp { producer, seq, sent_ns: intended.as_nanos() as u64 },
-                );
+                if key_names.len() <= k as usize {
+                    key_names.resize(k as usize + 1, None);
+                }
+                let name = key_names[k as usize].get_or_insert_with(|| key_name(k));
+                key.clear();
+                key.push_str(name);
+                data.resize(config.record_size.sample(&mut rng), 0);
+                payload::write(data, Stamp { producer, seq, sent_ns: intended.as_nanos() as u64 });
                 bytes += data.len() as u64;
-                records.push((key, data));
                 seq += 1;
             }
             let sent = shared.now();
@@ -423,8 +424,8 @@ fn consume(
     let mut hist = Latencies::default();
     let mut iterators: Vec<Option<String>> =
         shards.iter().map(|s| target.iterator(&config.stream, s, true).ok()).collect();
-    // Last sequence seen per (shard, producer).
-    let mut last: HashMap<(usize, u32), u64> = HashMap::new();
+    // Last sequence seen per shard and producer (+1; 0 = none yet).
+    let mut last: Vec<Vec<u64>> = vec![vec![0; config.producers as usize]; shards.len()];
     let end = config.warmup + config.duration;
     while !shared.stop.load(Ordering::Acquire) {
         let mut got_any = false;
@@ -440,10 +441,14 @@ fn consume(
                             counts.corrupt += 1;
                             continue;
                         };
-                        if let Some(prev) = last.insert((i, stamp.producer), stamp.seq) {
-                            if stamp.seq <= prev {
-                                counts.out_of_order += 1;
+                        match last[i].get_mut(stamp.producer as usize) {
+                            Some(prev) => {
+                                if stamp.seq < *prev {
+                                    counts.out_of_order += 1;
+                                }
+                                *prev = stamp.seq + 1;
                             }
+                            None => counts.corrupt += 1, // no such producer
                         }
                         let sent = Duration::from_nanos(stamp.sent_ns);
                         if sent >= shared.measure_from && sent < end {
