@@ -48,7 +48,7 @@ pub fn table(r: &RunResult) -> String {
             out,
             "consumed: {} records checked, {:.0} records/s; corrupt {}, out of order {}, throttled reads {}, errors {}",
             cons.records,
-            cons.records as f64 / r.seconds,
+            r.consume_records_per_sec.unwrap_or(cons.records as f64 / r.seconds),
             cons.corrupt,
             cons.out_of_order,
             cons.throttled_reads,
@@ -67,9 +67,17 @@ pub fn table(r: &RunResult) -> String {
             s.count, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.p9999_ms, s.max_ms, s.mean_ms
         );
     };
-    row("put acknowledgement", &r.put_latency);
+    let put = if c.workload == crate::run::Workload::Consume {
+        "put (filling)"
+    } else {
+        "put acknowledgement"
+    };
+    row(put, &r.put_latency);
     if let Some(e2e) = &r.e2e_latency {
         row("put to delivery", e2e);
+    }
+    if let Some(read) = &r.read_latency {
+        row("GetRecords call", read);
     }
     out
 }
@@ -230,6 +238,9 @@ pub fn compare(a: &RunResult, b: &RunResult) -> String {
     };
     row("produce records/s", a.produce_records_per_sec, b.produce_records_per_sec);
     row("produce MB/s", a.produce_mb_per_sec, b.produce_mb_per_sec);
+    if let (Some(x), Some(y)) = (a.consume_records_per_sec, b.consume_records_per_sec) {
+        row("consume records/s", x, y);
+    }
     row(
         "throttled + errors",
         (a.produced.throttled + a.produced.errors) as f64,
@@ -250,6 +261,9 @@ pub fn compare(a: &RunResult, b: &RunResult) -> String {
     latencies("put ack", &a.put_latency, &b.put_latency);
     if let (Some(x), Some(y)) = (&a.e2e_latency, &b.e2e_latency) {
         latencies("put to delivery", x, y);
+    }
+    if let (Some(x), Some(y)) = (&a.read_latency, &b.read_latency) {
+        latencies("GetRecords", x, y);
     }
     out
 }

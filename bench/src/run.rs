@@ -74,6 +74,9 @@ pub enum Workload {
     Produce,
     /// Consumers read what producers write; delivery latency is recorded too.
     EndToEnd,
+    /// Producers fill the stream first (not measured); then consumers read it all from
+    /// TRIM_HORIZON as fast as they can: read throughput and GetRecords call latency.
+    Consume,
 }
 
 impl std::str::FromStr for Workload {
@@ -82,8 +85,9 @@ impl std::str::FromStr for Workload {
     fn from_str(text: &str) -> Result<Self, String> {
         match text {
             "produce" => Ok(Workload::Produce),
-            "e2e" | "end-to-end" | "consume" => Ok(Workload::EndToEnd),
-            _ => Err(format!("unknown workload {text:?}: produce or e2e")),
+            "e2e" | "end-to-end" => Ok(Workload::EndToEnd),
+            "consume" => Ok(Workload::Consume),
+            _ => Err(format!("unknown workload {text:?}: produce, e2e or consume")),
         }
     }
 }
@@ -184,6 +188,12 @@ pub struct RunResult {
     pub e2e_latency: Option<Summary>,
     /// The full delivery histogram.
     pub e2e_histogram: Option<String>,
+    /// GetRecords call latency (consume only).
+    #[serde(default)]
+    pub read_latency: Option<Summary>,
+    /// Records read and checked per second (consume only).
+    #[serde(default)]
+    pub consume_records_per_sec: Option<f64>,
     /// Per-second acknowledgement histograms, for the HDR interval log.
     #[serde(skip)]
     pub intervals: Vec<(Duration, Latencies)>,
@@ -220,6 +230,9 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
     }
     target.setup(&config.stream, config.shards)?;
     let shards = target.shards(&config.stream)?;
+    if config.workload == Workload::Consume {
+        return run_consume(target, config, &shards);
+    }
     let shared = Arc::new(Shared {
         start: Instant::now(),
         measure_from: config.warmup,
@@ -243,7 +256,7 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
                 .filter(|a| !a.is_empty())
                 .map(|mine| {
                     let shared = Arc::clone(&shared);
-                    s.spawn(move || consume(target, config, &shared, &mine))
+                    s.spawn(move || consume(target, config, &shared, &mine, None))
                 })
                 .collect()
         } else {
@@ -301,6 +314,8 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
         consumed: e2e.then_some(consumed),
         e2e_latency: e2e.then(|| e2e_hist.summary()),
         e2e_histogram: e2e.then(|| e2e_hist.encode()),
+        read_latency: None,
+        consume_records_per_sec: None,
         intervals: intervals.into_inner().unwrap_or_else(|e| e.into_inner()),
     })
 }
@@ -414,24 +429,139 @@ fn sleep_until(shared: &Shared, at: Duration) {
     }
 }
 
+/// The consume workload: fill, then read everything back from TRIM_HORIZON.
+fn run_consume(
+    target: &dyn Target,
+    config: &RunConfig,
+    shards: &[String],
+) -> Result<RunResult, String> {
+    let per_producer =
+        config.records.ok_or("the consume workload needs --records (per producer) to fill")?;
+    let fill = RunConfig {
+        workload: Workload::Produce,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(24 * 3600),
+        rate: None,
+        progress: false,
+        ..config.clone()
+    };
+    let shared = Shared {
+        start: Instant::now(),
+        measure_from: Duration::ZERO,
+        stop: AtomicBool::new(false),
+        acked: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        interval: Mutex::new(Latencies::default()),
+    };
+    let mut filled = Counts::default();
+    let mut put_hist = Latencies::default();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..config.producers)
+            .map(|p| {
+                let (fill, shared) = (&fill, &shared);
+                s.spawn(move || produce(target, fill, shared, p))
+            })
+            .collect();
+        for h in handles {
+            let (c, hist) = h.join().expect("producer thread");
+            filled.records += c.records;
+            filled.bytes += c.bytes;
+            filled.throttled += c.throttled;
+            filled.errors += c.errors;
+            put_hist.merge(&hist);
+        }
+    });
+    if filled.records != per_producer * u64::from(config.producers) {
+        return Err(format!(
+            "filling stored {} of {} records",
+            filled.records,
+            per_producer * u64::from(config.producers)
+        ));
+    }
+    // Read phase: consumers until every record is read (or the duration runs out).
+    let shared = Shared { start: Instant::now(), ..shared };
+    let consumers = config.consumers.max(1) as usize;
+    let mut assigned: Vec<Vec<String>> = vec![Vec::new(); consumers];
+    for (i, shard) in shards.iter().enumerate() {
+        assigned[i % consumers].push(shard.clone());
+    }
+    let read_count = AtomicU64::new(0);
+    let total = filled.records;
+    let mut consumed = ConsumeCounts::default();
+    let mut calls = Latencies::default();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = assigned
+            .iter()
+            .filter(|a| !a.is_empty())
+            .map(|mine| {
+                s.spawn(|| consume(target, config, &shared, mine, Some((&read_count, total))))
+            })
+            .collect();
+        for h in handles {
+            let (c, hist) = h.join().expect("consumer thread");
+            consumed.records += c.records;
+            consumed.bytes += c.bytes;
+            consumed.corrupt += c.corrupt;
+            consumed.out_of_order += c.out_of_order;
+            consumed.throttled_reads += c.throttled_reads;
+            consumed.errors += c.errors;
+            calls.merge(&hist);
+        }
+    });
+    let seconds = shared.now().as_secs_f64().max(1e-9);
+    Ok(RunResult {
+        version: env!("CARGO_PKG_VERSION").into(),
+        target: target.describe(),
+        config: config.clone(),
+        seconds,
+        produce_records_per_sec: 0.0,
+        produce_mb_per_sec: 0.0,
+        produced: filled,
+        put_latency: put_hist.summary(),
+        put_histogram: put_hist.encode(),
+        consume_records_per_sec: Some(consumed.records as f64 / seconds),
+        consumed: Some(consumed),
+        e2e_latency: None,
+        e2e_histogram: None,
+        read_latency: Some(calls.summary()),
+        intervals: Vec::new(),
+    })
+}
+
+/// Polls `shards` until stopped. End-to-end (`catch_up` = `None`): from the tip, recording
+/// put-to-delivery latency per record. Catch-up (`Some((read, total))`): from TRIM_HORIZON,
+/// recording the latency of each GetRecords call, until `total` records were read by all
+/// consumers together or the duration ran out.
 fn consume(
     target: &dyn Target,
     config: &RunConfig,
     shared: &Shared,
     shards: &[String],
+    catch_up: Option<(&AtomicU64, u64)>,
 ) -> (ConsumeCounts, Latencies) {
     let mut counts = ConsumeCounts::default();
     let mut hist = Latencies::default();
+    let from_tip = catch_up.is_none();
     let mut iterators: Vec<Option<String>> =
-        shards.iter().map(|s| target.iterator(&config.stream, s, true).ok()).collect();
+        shards.iter().map(|s| target.iterator(&config.stream, s, from_tip).ok()).collect();
     // Last sequence seen per shard and producer (+1; 0 = none yet).
     let mut last: Vec<Vec<u64>> = vec![vec![0; config.producers as usize]; shards.len()];
     let end = config.warmup + config.duration;
     while !shared.stop.load(Ordering::Acquire) {
+        if let Some((read, total)) = catch_up {
+            if read.load(Ordering::Acquire) >= total || shared.now() >= config.duration {
+                break;
+            }
+        }
         let mut got_any = false;
         for (i, slot) in iterators.iter_mut().enumerate() {
             let Some(it) = slot.clone() else { continue };
-            match target.get_records(&it, config.read_limit) {
+            let called = shared.now();
+            let result = target.get_records(&it, config.read_limit);
+            if catch_up.is_some() {
+                hist.record(shared.now().saturating_sub(called));
+            }
+            match result {
                 Ok(page) => {
                     counts.throttled_reads += u64::from(page.throttled);
                     let now = shared.now();
@@ -451,11 +581,17 @@ fn consume(
                             None => counts.corrupt += 1, // no such producer
                         }
                         let sent = Duration::from_nanos(stamp.sent_ns);
-                        if sent >= shared.measure_from && sent < end {
+                        if catch_up.is_some() {
+                            counts.records += 1;
+                            counts.bytes += r.data.len() as u64;
+                        } else if sent >= shared.measure_from && sent < end {
                             hist.record(now.saturating_sub(sent));
                             counts.records += 1;
                             counts.bytes += r.data.len() as u64;
                         }
+                    }
+                    if let Some((read, _)) = catch_up {
+                        read.fetch_add(page.records.len() as u64, Ordering::AcqRel);
                     }
                     *slot = page.next;
                 }

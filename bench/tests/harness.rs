@@ -80,3 +80,17 @@ fn an_open_loop_run_sends_on_its_schedule() {
     assert_eq!(result.produced.records, 600);
     assert_eq!(result.put_latency.count, 60);
 }
+
+#[test]
+fn a_consume_run_reads_back_every_filled_record() {
+    let target = target();
+    let mut c = config(Workload::Consume);
+    c.records = Some(400);
+    let result = run(&target, &c).expect("run");
+    assert_eq!(result.produced.records, 1200);
+    let consumed = result.consumed.clone().expect("consumed");
+    assert_eq!(consumed.records, 1200);
+    assert_eq!((consumed.corrupt, consumed.out_of_order, consumed.errors), (0, 0, 0));
+    assert!(result.read_latency.expect("read latency").count > 0);
+    assert!(report::table(&result).contains("GetRecords call"));
+}
