@@ -553,7 +553,10 @@ fn consume(
                 break;
             }
         }
-        let mut got_any = false;
+        // A page filled to the limit means the consumer is behind: poll again at once.
+        // Otherwise it is at the tip: pause, as a polling consumer does, so that it does not
+        // spin a core the system under test needs.
+        let mut behind = false;
         for (i, slot) in iterators.iter_mut().enumerate() {
             let Some(it) = slot.clone() else { continue };
             let called = shared.now();
@@ -565,7 +568,7 @@ fn consume(
                 Ok(page) => {
                     counts.throttled_reads += u64::from(page.throttled);
                     let now = shared.now();
-                    got_any |= !page.records.is_empty();
+                    behind |= page.records.len() >= config.read_limit as usize;
                     for r in &page.records {
                         let Some(stamp) = payload::check(&r.data) else {
                             counts.corrupt += 1;
@@ -598,7 +601,7 @@ fn consume(
                 Err(_) => counts.errors += 1,
             }
         }
-        if !got_any {
+        if !behind && catch_up.is_none() {
             std::thread::sleep(config.poll_interval);
         }
     }
