@@ -394,6 +394,41 @@ impl Engine {
         shard_iterator: &str,
         limit: Option<u32>,
     ) -> Result<GetRecordsOutput> {
+        let mut records = Vec::new();
+        let window =
+            self.read_window(shard_iterator, limit, |bytes, record, sequence_number| {
+                records.push(StoredRecord {
+                    sequence_number,
+                    approximate_arrival_ms: record.timestamp_ms,
+                    partition_key: bytes.slice_ref(record.partition_key),
+                    data: bytes.slice_ref(record.data),
+                });
+            })?;
+        Ok(GetRecordsOutput {
+            records,
+            next_shard_iterator: window.next_shard_iterator,
+            millis_behind_latest: window.millis_behind_latest,
+            child_shards: window.child_shards,
+        })
+    }
+
+    /// `GetRecords` without decoding: the same records as [`Engine::get_records`] would
+    /// return, as the whole stored batches that hold them (zero copy, straight from the
+    /// segment mappings) plus the window a reader must apply to them. This is what a network
+    /// front end sends; the client decodes the batches (`server/PROTOCOL.md`).
+    pub fn get_records_raw(&self, shard_iterator: &str, limit: Option<u32>) -> Result<RawRecords> {
+        let window = self.read_window(shard_iterator, limit, |_, _, _| {})?;
+        Ok(window)
+    }
+
+    /// The walk behind both reads: validates the iterator, finds the records to return, and
+    /// calls `each` for every one of them with the bytes it lives in.
+    fn read_window(
+        &self,
+        shard_iterator: &str,
+        limit: Option<u32>,
+        mut each: impl FnMut(&bytes::Bytes, &crate::batch::RecordView<'_>, SequenceNumber),
+    ) -> Result<RawRecords> {
         self.enter()?;
         if let Some(limit) = limit {
             if !(1..=validate::GET_RECORDS_LIMIT_MAX).contains(&limit) {
@@ -438,19 +473,28 @@ impl Engine {
         drop(view);
 
         let end = closed_end.unwrap_or_else(|| shard.log.end_position());
-        let mut position = token.position.max(shard.log.start_position());
-        if closed_end.is_some_and(|e| position >= e) {
-            return Ok(GetRecordsOutput {
-                records: Vec::new(),
-                next_shard_iterator: None,
-                millis_behind_latest: 0,
-                child_shards: children,
-            });
+        let from = token.position.max(shard.log.start_position());
+        let mut out = RawRecords {
+            shard_index: shard.index,
+            stream_epoch: token.stream_epoch,
+            from_position: from,
+            to_position: from,
+            min_timestamp_ms: cutoff,
+            batches: Vec::new(),
+            record_count: 0,
+            data_bytes: 0,
+            next_shard_iterator: None,
+            millis_behind_latest: 0,
+            child_shards: None,
+        };
+        if closed_end.is_some_and(|e| from >= e) {
+            out.child_shards = children;
+            return Ok(out);
         }
-        let mut records = Vec::new();
-        let mut data_bytes = 0usize;
+        let mut position = from;
+        let mut last_timestamp = None;
         let mut first_read = true;
-        'fill: while position < end && records.len() < limit {
+        'fill: while position < end && out.record_count < limit {
             let Some(read) = shard.log.read(position, READ_CHUNK_BYTES)? else { break };
             let start_of_read = position;
             for batch in split_batches(&read.bytes) {
@@ -469,6 +513,7 @@ impl Engine {
                     position = header.end_position();
                     continue;
                 }
+                let mut used = false;
                 for record in RecordIter::new(bytes).map_err(|e| corrupt(&shard, e))? {
                     let record = record.map_err(|e| corrupt(&shard, e))?;
                     if record.position < position || record.position >= end {
@@ -479,24 +524,26 @@ impl Engine {
                         continue;
                     }
                     let size = record.data.len() + record.partition_key.len();
-                    if records.len() >= limit
-                        || (!records.is_empty()
-                            && data_bytes + size > validate::GET_RECORDS_BYTES_MAX)
+                    if out.record_count >= limit
+                        || (out.record_count > 0
+                            && out.data_bytes + size > validate::GET_RECORDS_BYTES_MAX)
                     {
+                        if used {
+                            out.batches.push(read.bytes.slice_ref(bytes));
+                        }
                         break 'fill;
                     }
-                    data_bytes += size;
-                    records.push(StoredRecord {
-                        sequence_number: SequenceNumber::record(
-                            shard.index,
-                            token.stream_epoch,
-                            record.position,
-                        ),
-                        approximate_arrival_ms: record.timestamp_ms,
-                        partition_key: read.bytes.slice_ref(record.partition_key),
-                        data: read.bytes.slice_ref(record.data),
-                    });
+                    out.data_bytes += size;
+                    out.record_count += 1;
+                    used = true;
+                    last_timestamp = Some(record.timestamp_ms);
+                    let number =
+                        SequenceNumber::record(shard.index, token.stream_epoch, record.position);
+                    each(&read.bytes, &record, number);
                     position = record.position + 1;
+                }
+                if used {
+                    out.batches.push(read.bytes.slice_ref(bytes));
                 }
             }
             first_read = false;
@@ -505,19 +552,15 @@ impl Engine {
             }
             position = position.max(read.next_position.min(end)).max(start_of_read);
         }
-        shard.limits.charge_read(data_bytes as u64);
-        let caught_up = position >= end;
-        let millis_behind_latest = match records.last() {
-            Some(last) if !caught_up => now.saturating_sub(last.approximate_arrival_ms),
+        shard.limits.charge_read(out.data_bytes as u64);
+        out.to_position = position;
+        out.millis_behind_latest = match last_timestamp {
+            Some(ts) if position < end => now.saturating_sub(ts),
             _ => 0,
         };
         let next = IteratorToken { position, issued_ms: now, ..token };
-        Ok(GetRecordsOutput {
-            records,
-            next_shard_iterator: Some(next.encode(self.key())),
-            millis_behind_latest,
-            child_shards: None,
-        })
+        out.next_shard_iterator = Some(next.encode(self.key()));
+        Ok(out)
     }
 }
 

@@ -179,6 +179,36 @@ pub struct GetRecordsOutput {
     pub child_shards: Option<Vec<ChildShard>>,
 }
 
+/// GetRecords as stored batches ([`Engine::get_records_raw`](super::Engine::get_records_raw)).
+/// A reader delivers, from `batches` in order, the records with `from_position <= position
+/// < to_position` and `timestamp_ms >= min_timestamp_ms`; those are exactly the records
+/// `get_records` returns. Batches are whole and may hold records outside the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecords {
+    /// The shard's index (top 32 bits of its sequence numbers).
+    pub shard_index: u32,
+    /// The stream's incarnation (in every sequence number).
+    pub stream_epoch: u32,
+    /// First position to deliver.
+    pub from_position: u64,
+    /// One past the last position to deliver.
+    pub to_position: u64,
+    /// Records that arrived before this (ms since the Unix epoch) have expired.
+    pub min_timestamp_ms: u64,
+    /// Whole record batches as stored (see [`crate::batch`]), borrowing the segment maps.
+    pub batches: Vec<Bytes>,
+    /// Records in the window.
+    pub record_count: usize,
+    /// Their data and partition key bytes.
+    pub data_bytes: usize,
+    /// As in [`GetRecordsOutput`].
+    pub next_shard_iterator: Option<String>,
+    /// As in [`GetRecordsOutput`].
+    pub millis_behind_latest: u64,
+    /// As in [`GetRecordsOutput`].
+    pub child_shards: Option<Vec<ChildShard>>,
+}
+
 /// A shard as DescribeStream and ListShards show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
