@@ -1031,6 +1031,12 @@ impl Records {
     /// The body without the batch bytes, ending with their `u32` length: the server writes
     /// this, then the batches straight from the segment.
     pub fn encode_head(&self) -> Vec<u8> {
+        self.encode_head_for(self.batches.len())
+    }
+
+    /// [`Records::encode_head`] for batches held elsewhere, `batches_len` bytes in all (the
+    /// `batches` field is ignored).
+    pub fn encode_head_for(&self, batches_len: usize) -> Vec<u8> {
         let mut e = Enc::default();
         e.u32(self.shard_index)
             .u32(self.stream_epoch)
@@ -1049,7 +1055,7 @@ impl Records {
                     .u128(c.starting_hash_key)
                     .u128(c.ending_hash_key);
             })
-            .u32(self.batches.len() as u32);
+            .u32(batches_len as u32);
         e.0
     }
 
