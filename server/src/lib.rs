@@ -7,5 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod daemon;
 pub mod protocol;
 pub mod service;

@@ -1,0 +1,112 @@
+//! `riffled`: the Riffle daemon. Runs with no configuration: data in `./riffle-data`,
+//! listening on `127.0.0.1:4617`. Every flag also reads an environment variable
+//! (`RIFFLE_DATA_DIR`, ...). SIGTERM or SIGINT: stop accepting, answer what is in flight,
+//! close the engine (every acknowledged record is durable), exit 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use riffle_engine::{
+    CommitConfig, Durability, Engine, EngineConfig, IoBackend, LimitsConfig, LogConfig,
+};
+use riffle_server::daemon::{Daemon, DaemonConfig};
+use riffle_server::service::Service;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "riffled",
+    version,
+    about = "The Riffle daemon: Kinesis-style streams over a binary protocol"
+)]
+struct Args {
+    /// Data directory.
+    #[arg(long, env = "RIFFLE_DATA_DIR", default_value = "riffle-data")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, env = "RIFFLE_LISTEN", default_value = "127.0.0.1:4617")]
+    listen: SocketAddr,
+    /// Network threads and commit groups (default: one per core).
+    #[arg(long, env = "RIFFLE_CORES")]
+    cores: Option<usize>,
+    /// `sync` (acknowledge after fdatasync), `interval:<ms>` or `none` (benchmarks only).
+    #[arg(long, env = "RIFFLE_DURABILITY", default_value = "sync")]
+    durability: Durability,
+    /// Turn off Kinesis's per-shard throughput limits.
+    #[arg(long, env = "RIFFLE_NO_LIMITS")]
+    no_limits: bool,
+    /// Segment file size in bytes (2 MiB ..= 1 GiB).
+    #[arg(long, env = "RIFFLE_SEGMENT_BYTES", default_value_t = 128 * 1024 * 1024)]
+    segment_bytes: u64,
+    /// Storage I/O backend: `auto` (io_uring where available), `std` or `uring`.
+    #[arg(long, env = "RIFFLE_IO", default_value = "auto")]
+    io: IoBackend,
+    /// Log filter (tracing syntax: `info`, `debug`, `riffle_server=debug`, ...).
+    #[arg(long, env = "RIFFLE_LOG", default_value = "info")]
+    log_level: String,
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(args) {
+        eprintln!("riffled: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let cores = args
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let engine = Engine::open(
+        &args.data_dir,
+        EngineConfig {
+            commit: CommitConfig { durability: args.durability, io_backend: args.io },
+            commit_groups: cores,
+            log: LogConfig { segment_bytes: args.segment_bytes, ..LogConfig::default() },
+            limits: if args.no_limits {
+                LimitsConfig::unlimited()
+            } else {
+                LimitsConfig::default()
+            },
+            ..EngineConfig::default()
+        },
+    )
+    .map_err(|e| format!("opening {}: {e}", args.data_dir.display()))?;
+    let daemon = Daemon::start(
+        DaemonConfig { listen: args.listen, cores, ..DaemonConfig::default() },
+        Service::new(engine.clone()),
+    )
+    .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    // Scripts and tests read this line to find the port.
+    println!(
+        "riffled listening on {} ({} cores, {}, data {})",
+        daemon.local_addr(),
+        cores,
+        daemon.backend(),
+        args.data_dir.display()
+    );
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("signal runtime: {e}"))?;
+    signals.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| format!("SIGTERM handler: {e}"))?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<(), String>(())
+    })?;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    daemon.shutdown();
+    engine.close().map_err(|e| format!("closing the engine: {e}"))?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

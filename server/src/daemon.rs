@@ -1,0 +1,451 @@
+//! The daemon's network side: one thread per core, each with its own runtime and its own
+//! listening socket on the shared port (SO_REUSEPORT; the kernel spreads connections by
+//! hashing their addresses), each serving its connections to the end.
+//!
+//! Each core runs a tokio-uring runtime (io_uring for the sockets); where the kernel refuses
+//! io_uring (old kernel, seccomp, some containers) every core falls back to a plain tokio
+//! runtime (epoll) and the daemon logs one line saying so. One connection loop serves both,
+//! through [`Conn`].
+//!
+//! Writes to a shard are committed by the engine's commit groups (one committing thread per
+//! core; shards are spread over them), not by the network cores: a network core hands the
+//! records to the shard's log and awaits the commit. Requests that commit the catalog run
+//! on a short-lived thread so they never stall a reactor.
+//!
+//! A connection: handshake (10 s to send a hello), then frames. At most `max_in_flight`
+//! requests may be unanswered (the excess gets `LimitExceededException`); a frame that
+//! cannot be decoded gets a `SerializationException` error frame and the connection is
+//! closed. A connection that sends nothing for `idle_timeout` while nothing is in flight is
+//! closed. At shutdown the cores stop accepting, connections stop reading, answer what is in
+//! flight, and close.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use crate::protocol::{
+    self, ClientHello, FrameDecoder, Request, ServerHello, HELLO_BYTES, HELLO_OK,
+};
+use crate::service::{Reply, Service};
+
+/// Network settings of the daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Address to listen on; port 0 picks a free port (all cores share it).
+    pub listen: SocketAddr,
+    /// Network threads (one per core).
+    pub cores: usize,
+    /// Largest frame accepted.
+    pub max_frame: u32,
+    /// Most unanswered requests per connection.
+    pub max_in_flight: u16,
+    /// Most subscriptions per connection.
+    pub max_subscriptions: u16,
+    /// Time allowed for the client hello.
+    pub handshake_timeout: Duration,
+    /// A connection idle this long (nothing in flight) is closed.
+    pub idle_timeout: Duration,
+    /// Use io_uring if the kernel allows (else the tokio fallback directly).
+    pub io_uring: bool,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4617)),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_frame: protocol::MAX_FRAME_DEFAULT,
+            max_in_flight: 1024,
+            max_subscriptions: 64,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            io_uring: true,
+        }
+    }
+}
+
+/// A running daemon: its address, and a way to stop it.
+#[derive(Debug)]
+pub struct Daemon {
+    local_addr: SocketAddr,
+    backend: &'static str,
+    shutdown: watch::Sender<bool>,
+    cores: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Binds every core's socket and starts serving `service`.
+    pub fn start(config: DaemonConfig, service: Service) -> std::io::Result<Daemon> {
+        let first = listener(config.listen)?;
+        let local_addr = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..config.cores.max(1) {
+            sockets.push(listener(local_addr)?);
+        }
+        let (shutdown, watcher) = watch::channel(false);
+        let uring = config.io_uring && uring_available();
+        let backend = if uring { "io_uring" } else { "epoll" };
+        if config.io_uring && !uring {
+            tracing::warn!("io_uring is unavailable here (kernel, seccomp or container); serving with epoll instead");
+        }
+        let mut cores = Vec::new();
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let (service, config, watcher) = (service.clone(), config.clone(), watcher.clone());
+            let handle =
+                std::thread::Builder::new().name(format!("riffle-core-{i}")).spawn(move || {
+                    if let Err(e) = run_core(uring, socket, service, config, watcher) {
+                        tracing::error!(core = i, error = %e, "network core stopped");
+                    }
+                })?;
+            cores.push(handle);
+        }
+        tracing::info!(%local_addr, cores = cores.len(), backend, "riffled listening");
+        Ok(Daemon { local_addr, backend, shutdown, cores })
+    }
+
+    /// The address the daemon listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `"io_uring"` or `"epoll"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Stops accepting, lets connections answer what is in flight, and waits for the cores.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for core in self.cores {
+            let _ = core.join();
+        }
+    }
+}
+
+/// A listening socket with SO_REUSEPORT, so that every core can bind the same port.
+fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    let listener: std::net::TcpListener = socket.into();
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn uring_available() -> bool {
+    tokio_uring::Runtime::new(&tokio_uring::builder()).is_ok()
+}
+
+fn run_core(
+    uring: bool,
+    socket: std::net::TcpListener,
+    service: Service,
+    config: DaemonConfig,
+    watcher: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    if uring {
+        let runtime = tokio_uring::Runtime::new(&tokio_uring::builder())?;
+        runtime.block_on(async move {
+            let listener = tokio_uring::net::TcpListener::from_std(socket);
+            let mut stop = watcher.clone();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nodelay(true);
+                            let conn = Rc::new(UringConn(stream));
+                            tokio_uring::spawn(serve(conn, service.clone(), config.clone(), watcher.clone()));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "accept failed"),
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+            drain(&watcher).await;
+        });
+    } else {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async move {
+            let listener = match tokio::net::TcpListener::from_std(socket) {
+                Ok(l) => l,
+                Err(e) => return tracing::error!(error = %e, "listener"),
+            };
+            let mut stop = watcher.clone();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nodelay(true);
+                            let conn = Rc::new(TokioConn(stream));
+                            tokio::task::spawn_local(serve(conn, service.clone(), config.clone(), watcher.clone()));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "accept failed"),
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+            drain(&watcher).await;
+        });
+    }
+    Ok(())
+}
+
+/// After shutdown: give connection tasks (on this thread) time to answer what is in flight.
+async fn drain(_watcher: &watch::Receiver<bool>) {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// The socket operations a connection needs, for both runtimes.
+pub trait Conn: 'static {
+    /// Reads into `buf` (its length is the room); returns the bytes read (0 at EOF).
+    fn read(
+        &self,
+        buf: Vec<u8>,
+    ) -> impl std::future::Future<Output = (std::io::Result<usize>, Vec<u8>)>;
+    /// Writes all of `buf`.
+    fn write_all(&self, buf: Bytes) -> impl std::future::Future<Output = std::io::Result<()>>;
+    /// Closes both directions.
+    fn close(&self);
+}
+
+struct UringConn(tokio_uring::net::TcpStream);
+
+impl Conn for UringConn {
+    async fn read(&self, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
+        self.0.read(buf).await
+    }
+
+    async fn write_all(&self, buf: Bytes) -> std::io::Result<()> {
+        self.0.write_all(buf).await.0
+    }
+
+    fn close(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+struct TokioConn(tokio::net::TcpStream);
+
+impl Conn for TokioConn {
+    async fn read(&self, mut buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
+        loop {
+            if let Err(e) = self.0.readable().await {
+                return (Err(e), buf);
+            }
+            match self.0.try_read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return (r, buf),
+            }
+        }
+    }
+
+    async fn write_all(&self, buf: Bytes) -> std::io::Result<()> {
+        let mut at = 0;
+        while at < buf.len() {
+            self.0.writable().await?;
+            match self.0.try_write(&buf[at..]) {
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        // Dropping the stream closes it; shut the write side now so the peer sees EOF.
+        let _ = socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Reads exactly `n` bytes, or fails at EOF.
+async fn read_exact<C: Conn>(conn: &C, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let (r, buf) = conn.read(vec![0u8; n - out.len()]).await;
+        match r? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            got => out.extend_from_slice(&buf[..got]),
+        }
+    }
+    Ok(out)
+}
+
+/// Serves one connection to its end.
+pub async fn serve<C: Conn>(
+    conn: Rc<C>,
+    service: Service,
+    config: DaemonConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Handshake.
+    let hello =
+        match tokio::time::timeout(config.handshake_timeout, read_exact(&*conn, HELLO_BYTES)).await
+        {
+            Ok(Ok(bytes)) => {
+                let mut a = [0u8; HELLO_BYTES];
+                a.copy_from_slice(&bytes);
+                ClientHello::decode(&a)
+            }
+            _ => return conn.close(),
+        };
+    let answer = ServerHello::answer(
+        hello.clone(),
+        config.max_frame,
+        config.max_in_flight,
+        config.max_subscriptions,
+    );
+    if conn.write_all(Bytes::copy_from_slice(&answer.encode())).await.is_err()
+        || answer.status != HELLO_OK
+    {
+        return conn.close();
+    }
+    let max_frame = hello.map_or(config.max_frame, |h| h.max_frame.min(config.max_frame));
+    // (The server accepts frames up to its own max_frame; replies are bounded by the
+    // engine's 10 MiB GetRecords limit, below the client's minimum of 64 KiB only for
+    // tiny frames.)
+
+    // Writer: replies in the order they complete.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
+    let in_flight = Rc::new(Cell::new(0usize));
+    let writer = {
+        let (conn, in_flight) = (Rc::clone(&conn), Rc::clone(&in_flight));
+        async move {
+            while let Some(reply) = rx.recv().await {
+                let mut ok = conn.write_all(Bytes::from(reply.head)).await.is_ok();
+                for batch in reply.batches {
+                    ok = ok && conn.write_all(batch).await.is_ok();
+                }
+                in_flight.set(in_flight.get().saturating_sub(1));
+                if !ok {
+                    break;
+                }
+            }
+        }
+    };
+    let writer_done = Rc::new(tokio::sync::Notify::new());
+    {
+        let done = Rc::clone(&writer_done);
+        spawn_local(async move {
+            writer.await;
+            done.notify_one();
+        });
+    }
+
+    // Reader.
+    let mut decoder = FrameDecoder::new(max_frame);
+    let mut buf = vec![0u8; 64 * 1024];
+    'conn: loop {
+        // Answer every complete frame held.
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    let request = match Request::decode(frame.opcode, &frame.body) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = tx.send(Reply::error(
+                                frame.request_id,
+                                frame.opcode,
+                                "SerializationException",
+                                &e.to_string(),
+                            ));
+                            break 'conn;
+                        }
+                    };
+                    if matches!(request, Request::Credit { .. }) {
+                        continue;
+                    }
+                    in_flight.set(in_flight.get() + 1);
+                    if in_flight.get() > usize::from(config.max_in_flight) {
+                        let _ = tx.send(Reply::error(
+                            frame.request_id,
+                            frame.opcode,
+                            "LimitExceededException",
+                            &format!("More than {} requests in flight on this connection; wait for replies.", config.max_in_flight),
+                        ));
+                        continue;
+                    }
+                    let (service, tx) = (service.clone(), tx.clone());
+                    let control = Service::is_control(&request);
+                    spawn_local(async move {
+                        let reply = if control {
+                            // Catalog commits block for an fdatasync: not on the reactor.
+                            let (done, wait) = tokio::sync::oneshot::channel();
+                            let id = frame.request_id;
+                            std::thread::spawn(move || {
+                                let _ = done.send(block_on_local(service.call(id, request)));
+                            });
+                            wait.await.ok().flatten()
+                        } else {
+                            service.call(frame.request_id, request).await
+                        };
+                        if let Some(reply) = reply {
+                            let _ = tx.send(reply);
+                        }
+                    });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Reply::error(0, 0, "SerializationException", &e.to_string()));
+                    break 'conn;
+                }
+            }
+        }
+        let idle = in_flight.get() == 0;
+        tokio::select! {
+            (result, back) = conn.read(std::mem::take(&mut buf)) => {
+                buf = back;
+                match result {
+                    Ok(0) | Err(_) => break 'conn,
+                    Ok(n) => decoder.extend(&buf[..n]),
+                }
+            }
+            _ = tokio::time::sleep(config.idle_timeout), if idle => break 'conn,
+            _ = stop.changed() => break 'conn,
+        }
+    }
+    // Let in-flight requests finish (their replies still go out), then close.
+    for _ in 0..200 {
+        if in_flight.get() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer_done.notified()).await;
+    conn.close();
+}
+
+fn spawn_local<F: std::future::Future<Output = ()> + 'static>(f: F) {
+    // Both runtimes run a tokio LocalSet-compatible current-thread scheduler on this core.
+    tokio::task::spawn_local(f);
+}
+
+/// Runs a future to completion on the current (plain) thread.
+fn block_on_local<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
