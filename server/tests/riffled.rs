@@ -371,3 +371,96 @@ fn acknowledged_records_survive_kill_9_of_the_daemon() {
     }
     assert!(!acked.is_empty());
 }
+
+/// The `riffle` CLI against the daemon: aws-kinesis-shaped commands and JSON, `put` from
+/// stdin, `tail` across a split (parents before children).
+#[test]
+fn the_riffle_cli_drives_the_daemon() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Riffled::start(dir.path());
+    let riffle = |args: &[&str], stdin: Option<&str>| -> (bool, String, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_riffle"))
+            .arg("--endpoint")
+            .arg(&server.addr)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run riffle");
+        if let Some(text) = stdin {
+            child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write stdin");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("riffle output");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    };
+    assert!(riffle(&["create-stream", "--stream-name", "cli", "--shard-count", "2"], None).0);
+    let (ok, out, _) = riffle(&["describe-stream-summary", "--stream-name", "cli"], None);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["StreamDescriptionSummary"]["OpenShardCount"], 2);
+    assert_eq!(v["StreamDescriptionSummary"]["StreamStatus"], "ACTIVE");
+    let (ok, out, _) = riffle(
+        &["put-record", "--stream-name", "cli", "--partition-key", "k", "--data", "one"],
+        None,
+    );
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(v["SequenceNumber"].as_str().is_some_and(|s| s.parse::<u128>().is_ok()));
+    let lines: String = (0..50).map(|i| format!("line {i}\n")).collect();
+    let (ok, _, err) =
+        riffle(&["put", "--stream-name", "cli", "--partition-key", "same"], Some(&lines));
+    assert!(ok, "{err}");
+    assert!(err.contains("put 50 records, 0 failed"));
+    assert!(
+        riffle(
+            &[
+                "split-shard",
+                "--stream-name",
+                "cli",
+                "--shard-to-split",
+                "shardId-000000000000",
+                "--new-starting-hash-key",
+                "1000"
+            ],
+            None
+        )
+        .0
+    );
+    let (ok, _, err) = riffle(
+        &["put", "--stream-name", "cli", "--partition-key", "same"],
+        Some("after 0\nafter 1\n"),
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = riffle(
+        &["tail", "--stream-name", "cli", "--from", "trim-horizon", "--max-records", "53"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let texts: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("a JSON line")["Text"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    let same: Vec<&String> =
+        texts.iter().filter(|t| t.starts_with("line") || t.starts_with("after")).collect();
+    let want: Vec<String> =
+        (0..50).map(|i| format!("line {i}")).chain(["after 0".into(), "after 1".into()]).collect();
+    assert_eq!(
+        same,
+        want.iter().collect::<Vec<_>>(),
+        "one key's records in order across the split"
+    );
+    let (ok, _, err) = riffle(&["describe-stream-summary", "--stream-name", "missing"], None);
+    assert!(!ok);
+    assert!(err.contains("An error occurred (ResourceNotFoundException): Stream missing under account 000000000000 not found."), "{err}");
+}
