@@ -85,4 +85,4 @@ pub use io::IoBackend;
 pub use limits::LimitsConfig;
 pub use segment::SegmentRead;
 pub use sequence::SequenceNumber;
-pub use shard_log::{AppendTicket, LogConfig, ShardLog};
+pub use shard_log::{AppendTicket, DurableBeyond, LogConfig, ShardLog};

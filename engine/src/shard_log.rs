@@ -201,7 +201,73 @@ pub(crate) struct LogInner {
     prepare_segments: bool,
     /// Seal segments durably (sync, trim); false under `Durability::None`.
     durable_seals: bool,
+    /// Tasks waiting for the durable watermark to move (push subscriptions).
+    watchers: Watchers,
     _lock: File,
+}
+
+/// Wakers of tasks waiting for new durable records. The committing thread checks one atomic
+/// per cycle and takes the lock only when someone waits.
+#[derive(Debug, Default)]
+struct Watchers {
+    waiting: std::sync::atomic::AtomicBool,
+    wakers: std::sync::Mutex<Vec<std::task::Waker>>,
+}
+
+impl Watchers {
+    /// Call after publishing a new durable watermark (or a state change).
+    fn wake_all(&self) {
+        // Pairs with the fence in `DurableBeyond::poll`: either this swap sees the waiter's
+        // flag, or the waiter's re-check sees the published watermark (store-load on both
+        // sides needs sequential consistency, hence the fences).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if self.waiting.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            let wakers = std::mem::take(
+                &mut *self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            wakers.into_iter().for_each(std::task::Waker::wake);
+        }
+    }
+}
+
+/// Completes when the log's durable end passes a position, or the log stops taking writes
+/// (sealed, closed, poisoned). See [`ShardLog::durable_beyond`].
+#[derive(Debug)]
+pub struct DurableBeyond {
+    log: ShardLog,
+    position: u64,
+}
+
+impl std::future::Future for DurableBeyond {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let inner = &self.log.inner;
+        let ready = || {
+            inner.durable.load() > self.position
+                || !matches!(lock(&inner.pending).state, LogState::Open)
+        };
+        if ready() {
+            return std::task::Poll::Ready(());
+        }
+        {
+            let mut wakers =
+                inner.watchers.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            inner.watchers.waiting.store(true, std::sync::atomic::Ordering::Release);
+        }
+        // Re-check after registering: a publish in between would otherwise be missed.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if ready() {
+            return std::task::Poll::Ready(());
+        }
+        std::task::Poll::Pending
+    }
 }
 
 /// The durable, segmented log of one shard. Cheap to clone; clones share the log.
@@ -261,6 +327,7 @@ impl ShardLog {
             writer: Mutex::new(Writer { active, written_len, spare: EncodedBatches::default() }),
             segments: ArcSwap::from_pointee(segments),
             durable: Watermark::new(end),
+            watchers: Watchers::default(),
             queue: Arc::clone(group.queue()),
             prep: std::sync::Arc::new(PrepSlot::default()),
             preparer: group.preparer(),
@@ -381,6 +448,13 @@ impl ShardLog {
         self.inner.durable.load()
     }
 
+    /// A future that completes when a record at `position` or later is durable, or when
+    /// the log stops taking writes (sealed as a parent shard, closed, or stopped by a failed
+    /// commit): what a push subscription waits on at the tip.
+    pub fn durable_beyond(&self, position: u64) -> DurableBeyond {
+        DurableBeyond { log: self.clone(), position }
+    }
+
     /// One past the last appended (not necessarily durable) position.
     pub fn appended_position(&self) -> u64 {
         lock(&self.inner.pending).next_position
@@ -485,6 +559,7 @@ impl ShardLog {
     pub fn seal(&self) -> Result<()> {
         self.flush()?;
         lock(&self.inner.pending).state = LogState::Sealed;
+        self.inner.watchers.wake_all();
         self.flush()?;
         let mut writer = lock(&self.inner.writer);
         if let Some(active) = writer.active.take() {
@@ -498,6 +573,7 @@ impl ShardLog {
     pub fn close(&self) -> Result<()> {
         self.flush()?;
         lock(&self.inner.pending).state = LogState::Closed;
+        self.inner.watchers.wake_all();
         let writer = lock(&self.inner.writer);
         if let Some(active) = &writer.active {
             active.flush_indexes()?;
@@ -731,6 +807,7 @@ impl LogInner {
             let mut writer = lock(&self.writer);
             writer.spare = EncodedBatches { bytes: op.buf, batches };
         }
+        self.watchers.wake_all();
         (waiters, result)
     }
 
@@ -764,6 +841,8 @@ impl LogInner {
         if !matches!(pending.state, LogState::Poisoned(_)) {
             pending.state = LogState::Poisoned(reason);
         }
+        drop(pending);
+        self.watchers.wake_all();
     }
 }
 

@@ -51,6 +51,10 @@ pub struct DaemonConfig {
     pub idle_timeout: Duration,
     /// Use io_uring if the kernel allows (else the tokio fallback directly).
     pub io_uring: bool,
+    /// How long a subscription lasts before it ends (Kinesis: 5 minutes).
+    pub subscription_lifetime: Duration,
+    /// Longest silence of an idle subscription: an empty event is sent at least this often.
+    pub heartbeat: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -64,6 +68,8 @@ impl Default for DaemonConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             io_uring: true,
+            subscription_lifetime: Duration::from_secs(300),
+            heartbeat: Duration::from_secs(1),
         }
     }
 }
@@ -342,6 +348,8 @@ pub async fn serve<C: Conn>(
     }
 
     // Reader.
+    let subscriptions: Rc<std::cell::RefCell<std::collections::HashMap<u64, Rc<Subscription>>>> =
+        Rc::default();
     let mut decoder = FrameDecoder::new(max_frame);
     let mut buf = vec![0u8; 64 * 1024];
     'conn: loop {
@@ -361,7 +369,43 @@ pub async fn serve<C: Conn>(
                             break 'conn;
                         }
                     };
-                    if matches!(request, Request::Credit { .. }) {
+                    if let Request::Credit { subscription_request_id, bytes } = request {
+                        if let Some(sub) = subscriptions.borrow().get(&subscription_request_id) {
+                            sub.credit.set(sub.credit.get() + i64::from(bytes));
+                            sub.wake.notify_one();
+                        }
+                        continue;
+                    }
+                    if let Request::SubscribeToShard { .. } = request {
+                        if subscriptions.borrow().len() >= usize::from(config.max_subscriptions) {
+                            let _ = tx.send(Reply::error(
+                                frame.request_id,
+                                frame.opcode,
+                                "LimitExceededException",
+                                &format!(
+                                    "More than {} subscriptions on this connection.",
+                                    config.max_subscriptions
+                                ),
+                            ));
+                            continue;
+                        }
+                        let sub = Rc::new(Subscription {
+                            credit: Cell::new(0),
+                            wake: tokio::sync::Notify::new(),
+                        });
+                        subscriptions.borrow_mut().insert(frame.request_id, Rc::clone(&sub));
+                        let (service, tx, config, stop, subscriptions) = (
+                            service.clone(),
+                            tx.clone(),
+                            config.clone(),
+                            stop.clone(),
+                            Rc::clone(&subscriptions),
+                        );
+                        let id = frame.request_id;
+                        spawn_local(async move {
+                            subscribe(&service, id, request, &sub, &tx, &config, stop).await;
+                            subscriptions.borrow_mut().remove(&id);
+                        });
                         continue;
                     }
                     in_flight.set(in_flight.get() + 1);
@@ -413,9 +457,14 @@ pub async fn serve<C: Conn>(
             _ = stop.changed() => break 'conn,
         }
     }
-    // Let in-flight requests finish (their replies still go out), then close.
+    // Let in-flight requests and subscriptions finish (their replies still go out), then
+    // close. Subscriptions end at shutdown or when the connection's reader stops.
+    for sub in subscriptions.borrow().values() {
+        sub.credit.set(i64::MIN / 2);
+        sub.wake.notify_one();
+    }
     for _ in 0..200 {
-        if in_flight.get() == 0 {
+        if in_flight.get() == 0 && subscriptions.borrow().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -423,6 +472,191 @@ pub async fn serve<C: Conn>(
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer_done.notified()).await;
     conn.close();
+}
+
+/// Flow-control state of one subscription, shared with the connection's reader.
+struct Subscription {
+    /// Bytes the server may still send (credit granted minus bytes sent).
+    credit: Cell<i64>,
+    /// Woken by new credit or by the connection closing.
+    wake: tokio::sync::Notify,
+}
+
+/// Serves one SubscribeToShard until its lifetime ends, the shard ends, the connection
+/// goes, or the daemon stops. Events carry stored batches (zero copy); an event is sent only
+/// while the subscription has credit, so a slow consumer holds at most one event beyond its
+/// credit, and falls behind in the log instead of in memory.
+async fn subscribe(
+    service: &Service,
+    id: u64,
+    request: Request,
+    sub: &Subscription,
+    tx: &mpsc::UnboundedSender<Reply>,
+    config: &DaemonConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    use protocol::{op, Records, FLAG_END, FLAG_EVENT};
+    use riffle_engine::{IteratorType, SequenceNumber};
+    let opcode = op::SUBSCRIBE_TO_SHARD;
+    let Request::SubscribeToShard {
+        stream,
+        consumer_name,
+        shard_id,
+        iterator_type,
+        starting_sequence_number,
+        timestamp_ms,
+        credit_bytes,
+    } = request
+    else {
+        return;
+    };
+    sub.credit.set(sub.credit.get() + i64::from(credit_bytes));
+    let engine = service.engine();
+    let kind = match iterator_type {
+        0 => IteratorType::TrimHorizon,
+        1 => IteratorType::Latest,
+        2 => IteratorType::AtSequenceNumber,
+        3 => IteratorType::AfterSequenceNumber,
+        _ => IteratorType::AtTimestamp,
+    };
+    let seq = starting_sequence_number.map(|n| n.to_string());
+    let mut iterator = match engine.subscribe_to_shard(
+        &stream,
+        &consumer_name,
+        &shard_id,
+        kind,
+        seq.as_deref(),
+        timestamp_ms,
+    ) {
+        Ok(it) => it,
+        Err(e) => {
+            let _ = tx.send(Reply::error(id, opcode, e.kinesis_name(), &e.to_string()));
+            return;
+        }
+    };
+    let limited = engine.config().limits.enabled;
+    let rate = 2.0 * 1024.0 * 1024.0; // bytes per second per consumer per shard
+    let started = tokio::time::Instant::now();
+    let deadline = started + config.subscription_lifetime;
+    let mut allowed_at = started;
+    let mut last_event = started;
+    // `end`: the end of a closed shard (no continuation); `last`: the final frame.
+    let event = |raw: &riffle_engine::RawRecords, end: bool, last: bool| -> Reply {
+        let continuation = if end {
+            None
+        } else if raw.to_position == 0 {
+            Some(SequenceNumber::starting(raw.shard_index, raw.stream_epoch).to_string())
+        } else {
+            Some(
+                SequenceNumber::record(raw.shard_index, raw.stream_epoch, raw.to_position - 1)
+                    .to_string(),
+            )
+        };
+        let records = Records {
+            shard_index: raw.shard_index,
+            stream_epoch: raw.stream_epoch,
+            from_position: raw.from_position,
+            to_position: raw.to_position,
+            min_timestamp_ms: raw.min_timestamp_ms,
+            millis_behind_latest: raw.millis_behind_latest,
+            next: continuation,
+            child_shards: raw
+                .child_shards
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| protocol::Child {
+                    shard_id: c.shard_id,
+                    parent_shards: c.parent_shards,
+                    starting_hash_key: c.hash_key_range.start,
+                    ending_hash_key: c.hash_key_range.end,
+                })
+                .collect(),
+            batches: Bytes::new(),
+        };
+        let total: usize = raw.batches.iter().map(Bytes::len).sum();
+        let flags = FLAG_EVENT | if end || last { FLAG_END } else { 0 };
+        Reply::frame_parts(id, opcode, flags, records.encode_head_for(total), raw.batches.clone())
+    };
+    'sub: loop {
+        // Wait for credit (and the per-consumer rate), the deadline, or shutdown.
+        while sub.credit.get() <= 0 || (limited && tokio::time::Instant::now() < allowed_at) {
+            if sub.credit.get() < i64::MIN / 4 {
+                return; // the connection is closing
+            }
+            let pace = allowed_at.max(tokio::time::Instant::now() + Duration::from_millis(1));
+            tokio::select! {
+                _ = sub.wake.notified() => {}
+                _ = tokio::time::sleep_until(pace), if sub.credit.get() > 0 => {}
+                _ = tokio::time::sleep_until(deadline) => break 'sub,
+                _ = stop.changed() => break 'sub,
+            }
+        }
+        if *stop.borrow() {
+            let _ = tx.send(Reply::error(id, opcode, "ServiceUnavailable", "riffled is shutting down; subscribe again from the last continuation sequence number."));
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let raw = match engine.read_for_subscription(&iterator, Some(10_000)) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let _ = tx.send(Reply::error(id, opcode, e.kinesis_name(), &e.to_string()));
+                return;
+            }
+        };
+        let Some(next) = raw.next_shard_iterator.clone() else {
+            // The end of a closed shard: the last event names the children.
+            let _ = tx.send(event(&raw, true, true));
+            return;
+        };
+        if now >= deadline {
+            let _ = tx.send(event(&raw, false, true));
+            return;
+        }
+        let bytes: usize = raw.batches.iter().map(Bytes::len).sum();
+        if raw.record_count > 0 || now.duration_since(last_event) >= config.heartbeat {
+            sub.credit.set(sub.credit.get() - bytes as i64);
+            if limited {
+                allowed_at = allowed_at.max(now)
+                    + Duration::from_secs_f64(raw.data_bytes as f64 / rate)
+                    - Duration::from_secs(1).min(allowed_at.max(now) - started);
+            }
+            last_event = now;
+            if tx.send(event(&raw, false, false)).is_err() {
+                return;
+            }
+        }
+        iterator = next;
+        if raw.record_count == 0 {
+            // At the tip: sleep until a record is durable, the heartbeat, or the end.
+            let arrival = match engine.wait_for_records(&iterator) {
+                Ok(wait) => wait,
+                Err(e) => {
+                    let _ = tx.send(Reply::error(id, opcode, e.kinesis_name(), &e.to_string()));
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = arrival => {}
+                _ = tokio::time::sleep(config.heartbeat) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = stop.changed() => {}
+                _ = sub.wake.notified(), if sub.credit.get() < i64::MIN / 4 => return,
+            }
+        }
+    }
+    if *stop.borrow() {
+        let _ = tx.send(Reply::error(
+            id,
+            opcode,
+            "ServiceUnavailable",
+            "riffled is shutting down; subscribe again from the last continuation sequence number.",
+        ));
+    } else {
+        // Lifetime over while waiting for credit: end without data.
+        let _ =
+            tx.send(Reply::frame_parts(id, opcode, FLAG_EVENT | FLAG_END, Vec::new(), Vec::new()));
+    }
 }
 
 fn spawn_local<F: std::future::Future<Output = ()> + 'static>(f: F) {

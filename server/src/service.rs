@@ -50,6 +50,17 @@ impl Reply {
         out
     }
 
+    /// A reply frame from its body's head and the batches that follow it.
+    pub fn frame_parts(
+        request_id: u64,
+        opcode: u16,
+        flags: u16,
+        body: Vec<u8>,
+        batches: Vec<Bytes>,
+    ) -> Reply {
+        Reply::frame(request_id, opcode, flags, body, batches)
+    }
+
     fn frame(
         request_id: u64,
         opcode: u16,

@@ -6,6 +6,7 @@ use super::types::*;
 use super::{Engine, ShardState, StreamState, StreamView};
 use crate::batch::{split_batches, Record, RecordIter};
 use crate::catalog::StreamStatus;
+use crate::engine::types::ConsumerRef;
 use crate::error::{Error, Result};
 use crate::routing::{hash_key, parse_hash_key, HashKeyError, HashKeyRange};
 use crate::sequence::{parse_shard_id, shard_id, SequenceNumber, Slot};
@@ -396,7 +397,7 @@ impl Engine {
     ) -> Result<GetRecordsOutput> {
         let mut records = Vec::new();
         let window =
-            self.read_window(shard_iterator, limit, |bytes, record, sequence_number| {
+            self.read_window(shard_iterator, limit, true, |bytes, record, sequence_number| {
                 records.push(StoredRecord {
                     sequence_number,
                     approximate_arrival_ms: record.timestamp_ms,
@@ -417,8 +418,70 @@ impl Engine {
     /// segment mappings) plus the window a reader must apply to them. This is what a network
     /// front end sends; the client decodes the batches (`server/PROTOCOL.md`).
     pub fn get_records_raw(&self, shard_iterator: &str, limit: Option<u32>) -> Result<RawRecords> {
-        let window = self.read_window(shard_iterator, limit, |_, _, _| {})?;
+        let window = self.read_window(shard_iterator, limit, true, |_, _, _| {})?;
         Ok(window)
+    }
+
+    /// [`Engine::get_records_raw`] for an enhanced fan-out subscription: not counted against
+    /// the shard's shared read limits (5 calls/s, 2 MiB/s), which Kinesis applies to
+    /// GetRecords only; the front end paces each subscription at 2 MiB/s itself.
+    pub fn read_for_subscription(
+        &self,
+        shard_iterator: &str,
+        limit: Option<u32>,
+    ) -> Result<RawRecords> {
+        self.read_window(shard_iterator, limit, false, |_, _, _| {})
+    }
+
+    /// Starts an enhanced fan-out subscription (`SubscribeToShard`): checks that the
+    /// consumer is registered on the stream and ACTIVE and that the shard exists, and returns
+    /// an iterator at the starting position (the same rules as `get_shard_iterator`). The
+    /// front end then alternates [`Engine::get_records_raw`] and [`Engine::wait_for_records`].
+    pub fn subscribe_to_shard(
+        &self,
+        stream: &str,
+        consumer_name: &str,
+        shard: &str,
+        iterator_type: IteratorType,
+        starting_sequence_number: Option<&str>,
+        timestamp_ms: Option<u64>,
+    ) -> Result<String> {
+        let consumer =
+            self.describe_stream_consumer(ConsumerRef::Name { stream, consumer_name })?;
+        if consumer.consumer_status != crate::catalog::ConsumerStatus::Active {
+            return Err(Error::ResourceInUse(format!(
+                "Consumer {} is not ACTIVE, instead in state {}",
+                consumer.consumer_arn,
+                consumer.consumer_status.as_str()
+            )));
+        }
+        self.get_shard_iterator(
+            stream,
+            shard,
+            iterator_type,
+            starting_sequence_number,
+            timestamp_ms,
+        )
+    }
+
+    /// A future that completes when a record at the iterator's position is durable, or the
+    /// shard stops taking writes (closed by a split or merge, or the engine closing): a push
+    /// subscription at the tip waits on it instead of polling.
+    pub fn wait_for_records(
+        &self,
+        shard_iterator: &str,
+    ) -> Result<crate::shard_log::DurableBeyond> {
+        let token = IteratorToken::decode(shard_iterator, self.key())
+            .ok_or_else(|| Error::InvalidArgument("Invalid ShardIterator.".into()))?;
+        let id = shard_id(token.shard_index);
+        let gone = || self.msg().shard_not_found(&id, &token.stream_name);
+        let state = self
+            .stream_state(&token.stream_name)
+            .filter(|s| s.epoch == token.stream_epoch)
+            .ok_or_else(gone)?;
+        let view = state.read();
+        let shard = view.shards.get(&token.shard_index).ok_or_else(gone)?;
+        Ok(shard.log.durable_beyond(token.position))
     }
 
     /// The walk behind both reads: validates the iterator, finds the records to return, and
@@ -427,6 +490,7 @@ impl Engine {
         &self,
         shard_iterator: &str,
         limit: Option<u32>,
+        shared_limits: bool,
         mut each: impl FnMut(&bytes::Bytes, &crate::batch::RecordView<'_>, SequenceNumber),
     ) -> Result<RawRecords> {
         self.enter()?;
@@ -463,7 +527,7 @@ impl Engine {
             .ok_or_else(gone)?;
         let view = state.read();
         let shard = view.shards.get(&token.shard_index).cloned().ok_or_else(gone)?;
-        if !shard.limits.admit_read(now) {
+        if shared_limits && !shard.limits.admit_read(now) {
             return Err(self.msg().throttled(&id, &state.name));
         }
         let closed_end =
@@ -552,7 +616,9 @@ impl Engine {
             }
             position = position.max(read.next_position.min(end)).max(start_of_read);
         }
-        shard.limits.charge_read(out.data_bytes as u64);
+        if shared_limits {
+            shard.limits.charge_read(out.data_bytes as u64);
+        }
         out.to_position = position;
         out.millis_behind_latest = match last_timestamp {
             Some(ts) if position < end => now.saturating_sub(ts),
