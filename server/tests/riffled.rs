@@ -589,3 +589,45 @@ fn push_fan_out_to_eight_consumers_with_one_slow() {
         matches!(c.receive(id), Err(ClientError::Server { code, .. }) if code == "ResourceNotFoundException")
     );
 }
+
+/// `--config FILE`: the keys of the flags; a flag beats the file; unknown keys are refused.
+#[test]
+fn riffled_reads_a_toml_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("riffled.toml");
+    let data = dir.path().join("from-config");
+    std::fs::write(
+        &config,
+        format!("data-dir = {:?}\nlisten = \"127.0.0.1:0\"\ncores = 1\ndurability = \"interval:5\"\nno-limits = true\n", data.display().to_string()),
+    )
+    .expect("write config");
+    let run = |extra: &[&str]| -> (String, Child) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start riffled");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("line");
+        (line, child)
+    };
+    let (line, mut child) = run(&[]);
+    assert!(line.contains("(1 cores") && line.contains(&data.display().to_string()), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let (line, mut child) = run(&["--cores", "2"]);
+    assert!(line.contains("(2 cores"), "a flag beats the file: {line}");
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::write(&config, "bogus = 1\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_riffled"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key \"bogus\""));
+}

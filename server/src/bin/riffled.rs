@@ -1,7 +1,9 @@
 //! `riffled`: the Riffle daemon. Runs with no configuration: data in `./riffle-data`,
 //! listening on `127.0.0.1:4617`. Every flag also reads an environment variable
-//! (`RIFFLE_DATA_DIR`, ...). SIGTERM or SIGINT: stop accepting, answer what is in flight,
-//! close the engine (every acknowledged record is durable), exit 0.
+//! (`RIFFLE_DATA_DIR`, ...) and a key of the optional TOML file given with `--config`
+//! (`data-dir = "..."`, `cores = 4`, ...); a flag beats the environment, which beats the
+//! file. SIGTERM or SIGINT: stop accepting, answer what is in flight, end subscriptions with
+//! a reason, close the engine (every acknowledged record is durable), exit 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +22,10 @@ use riffle_server::service::Service;
     about = "The Riffle daemon: Kinesis-style streams over a binary protocol"
 )]
 struct Args {
+    /// TOML file with any of the keys below (`data-dir`, `listen`, `cores`, `durability`,
+    /// `no-limits`, `segment-bytes`, `io`, `log-level`).
+    #[arg(long, env = "RIFFLE_CONFIG")]
+    config: Option<PathBuf>,
     /// Data directory.
     #[arg(long, env = "RIFFLE_DATA_DIR", default_value = "riffle-data")]
     data_dir: PathBuf,
@@ -46,7 +52,61 @@ struct Args {
     log_level: String,
 }
 
+/// The keys a config file may set, with the environment variable each one feeds.
+const CONFIG_KEYS: &[(&str, &str)] = &[
+    ("data-dir", "RIFFLE_DATA_DIR"),
+    ("listen", "RIFFLE_LISTEN"),
+    ("cores", "RIFFLE_CORES"),
+    ("durability", "RIFFLE_DURABILITY"),
+    ("no-limits", "RIFFLE_NO_LIMITS"),
+    ("segment-bytes", "RIFFLE_SEGMENT_BYTES"),
+    ("io", "RIFFLE_IO"),
+    ("log-level", "RIFFLE_LOG"),
+];
+
+/// Reads the `--config` file (if any) into environment variables that are not already set,
+/// so that clap sees them with the precedence flag > environment > file > default.
+fn apply_config_file() -> Result<(), String> {
+    let argv: Vec<String> = std::env::args().collect();
+    let path = argv
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| argv.get(i + 1).cloned())
+        .or_else(|| argv.iter().find_map(|a| a.strip_prefix("--config=").map(str::to_string)))
+        .or_else(|| std::env::var("RIFFLE_CONFIG").ok());
+    let Some(path) = path else { return Ok(()) };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("--config {path}: {e}"))?;
+    let table: toml::Table = text.parse().map_err(|e| format!("--config {path}: {e}"))?;
+    for (key, value) in table {
+        let Some((_, var)) = CONFIG_KEYS.iter().find(|(k, _)| *k == key) else {
+            let known: Vec<&str> = CONFIG_KEYS.iter().map(|(k, _)| *k).collect();
+            return Err(format!(
+                "--config {path}: unknown key {key:?}; known keys: {}",
+                known.join(", ")
+            ));
+        };
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "--config {path}: {key} must be a string, integer or boolean, not {other}"
+                ))
+            }
+        };
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, text);
+        }
+    }
+    Ok(())
+}
+
 fn main() {
+    if let Err(e) = apply_config_file() {
+        eprintln!("riffled: {e}");
+        std::process::exit(2);
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
