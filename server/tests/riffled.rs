@@ -631,3 +631,93 @@ fn riffled_reads_a_toml_config_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key \"bogus\""));
 }
+
+/// The async client: 200 calls in flight at once on one connection, a subscription as a
+/// stream with automatic credit, and retries through throttling (limits on).
+#[test]
+fn the_async_client_pipelines_subscribes_and_retries() {
+    use riffle_server::client::{decode_records, AsyncClient, RetryPolicy};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Limits on: 1,000 records/s per shard.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
+        .args(["--listen", "127.0.0.1:0", "--log-level", "warn", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start riffled");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("line");
+    let addr = line.split_whitespace().nth(3).expect("address").to_string();
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let client = AsyncClient::connect(&addr).await.expect("connect");
+        client
+            .call(&Request::CreateStream {
+                stream: "a".into(),
+                shard_count: Some(1),
+                on_demand: false,
+            })
+            .await
+            .expect("create");
+        client
+            .call(&Request::RegisterConsumer { stream: "a".into(), consumer_name: "c".into() })
+            .await
+            .expect("register");
+        let mut sub = client
+            .subscribe(&Request::SubscribeToShard {
+                stream: "a".into(),
+                consumer_name: "c".into(),
+                shard_id: "0".into(),
+                iterator_type: 0,
+                starting_sequence_number: None,
+                timestamp_ms: None,
+                credit_bytes: 4096,
+            })
+            .await
+            .expect("subscribe");
+        // 1,500 single-record puts at once: more than the shard's 1,000 records/s, so some
+        // are throttled and retried with backoff until they all succeed.
+        let puts = (0..1500u32).map(|i| {
+            let client = client.clone();
+            async move {
+                let request = Request::PutRecord {
+                    stream: "a".into(),
+                    partition_key: "k".into(),
+                    explicit_hash_key: None,
+                    sequence_number_for_ordering: None,
+                    data: Bytes::from(i.to_le_bytes().to_vec()),
+                };
+                match client
+                    .call_with_retry(
+                        &request,
+                        RetryPolicy { attempts: 100, ..RetryPolicy::default() },
+                    )
+                    .await
+                {
+                    Ok(Response::PutRecord { sequence_number, .. }) => sequence_number,
+                    other => panic!("put {i}: {other:?}"),
+                }
+            }
+        });
+        let mut handles = Vec::new();
+        for p in puts {
+            handles.push(tokio::spawn(p));
+        }
+        let mut acked = Vec::new();
+        for h in handles {
+            acked.push(h.await.expect("put task"));
+        }
+        acked.sort();
+        let mut seen = Vec::new();
+        while seen.len() < acked.len() {
+            let event = sub.next_event().await.expect("an event").expect("not an error");
+            seen.extend(
+                decode_records(&event).expect("records").into_iter().map(|r| r.sequence_number),
+            );
+        }
+        assert_eq!(seen, acked, "the subscription delivered every acknowledged record, in order");
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
