@@ -40,9 +40,15 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// System under test: `engine` (in-process). The server target comes with riffled.
+    /// System under test: `engine` (in-process) or `server` (a riffled at `--endpoint`).
     #[arg(long, default_value = "engine")]
     target: String,
+    /// Server target: address of riffled.
+    #[arg(long, default_value = "127.0.0.1:4617")]
+    endpoint: String,
+    /// Server target: connections (requests are spread over them; each is pipelined).
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
     /// Engine target: data directory (default: a temporary directory, removed at exit).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -153,9 +159,11 @@ impl RunArgs {
                 io_backend: self.io,
                 limits: self.limits,
             })?)),
-            other => Err(format!(
-                "unknown target {other:?}: `engine` (the server target arrives with riffled)"
-            )),
+            "server" => Ok(Box::new(riffle_bench::target::ServerTarget::connect(
+                &self.endpoint,
+                self.connections,
+            )?)),
+            other => Err(format!("unknown target {other:?}: `engine` or `server`")),
         }
     }
 }

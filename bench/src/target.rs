@@ -193,3 +193,208 @@ impl Target for EngineTarget {
         }
     }
 }
+
+/// A Riffle server (`riffled`) over the binary protocol: a pool of async connections on a
+/// background runtime, requests spread over them round-robin, each connection pipelined.
+pub struct ServerTarget {
+    runtime: tokio::runtime::Runtime,
+    clients: Vec<riffle_server::client::AsyncClient>,
+    next: std::sync::atomic::AtomicUsize,
+    endpoint: String,
+}
+
+impl ServerTarget {
+    /// Connects `connections` times to `endpoint`.
+    pub fn connect(endpoint: &str, connections: usize) -> Result<Self, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("runtime: {e}"))?;
+        let clients = runtime.block_on(async {
+            let mut clients = Vec::new();
+            for _ in 0..connections.max(1) {
+                clients.push(
+                    riffle_server::client::AsyncClient::connect(endpoint)
+                        .await
+                        .map_err(|e| format!("connecting to {endpoint}: {e}"))?,
+                );
+            }
+            Ok::<_, String>(clients)
+        })?;
+        Ok(ServerTarget {
+            runtime,
+            clients,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            endpoint: endpoint.into(),
+        })
+    }
+
+    fn client(&self) -> riffle_server::client::AsyncClient {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.clients[i % self.clients.len()].clone()
+    }
+
+    fn call(
+        &self,
+        request: riffle_server::protocol::Request,
+    ) -> Result<riffle_server::protocol::Response, String> {
+        let client = self.client();
+        self.runtime.block_on(async move { client.call(&request).await }).map_err(|e| e.to_string())
+    }
+}
+
+struct ServerPending(tokio::sync::oneshot::Receiver<PutOutcome>);
+
+impl PendingPut for ServerPending {
+    fn wait(self: Box<Self>) -> PutOutcome {
+        self.0.blocking_recv().unwrap_or(PutOutcome { failed: 1, ..PutOutcome::default() })
+    }
+}
+
+impl Target for ServerTarget {
+    fn describe(&self) -> String {
+        format!("riffled at {} ({} connections)", self.endpoint, self.clients.len())
+    }
+
+    fn setup(&self, stream: &str, shards: u32) -> Result<(), String> {
+        use riffle_server::protocol::{Request, Response};
+        if self.call(Request::DescribeStreamSummary { stream: stream.into() }).is_ok() {
+            self.call(Request::DeleteStream {
+                stream: stream.into(),
+                enforce_consumer_deletion: true,
+            })?;
+        }
+        for _ in 0..100 {
+            match self.call(Request::CreateStream {
+                stream: stream.into(),
+                shard_count: Some(shards),
+                on_demand: false,
+            }) {
+                Ok(_) => break,
+                Err(e) if e.contains("ResourceInUseException") => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for _ in 0..200 {
+            if let Ok(Response::Summary(s)) =
+                self.call(Request::DescribeStreamSummary { stream: stream.into() })
+            {
+                if s.status == 1 {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Err(format!("stream {stream} did not become ACTIVE"))
+    }
+
+    fn put(&self, stream: &str, records: &[(String, Vec<u8>)]) -> Box<dyn PendingPut> {
+        use riffle_server::protocol::{Entry, PutResult, Request, Response};
+        let n = records.len() as u64;
+        let request = if records.len() == 1 {
+            Request::PutRecord {
+                stream: stream.into(),
+                partition_key: records[0].0.clone(),
+                explicit_hash_key: None,
+                sequence_number_for_ordering: None,
+                data: bytes::Bytes::copy_from_slice(&records[0].1),
+            }
+        } else {
+            Request::PutRecords {
+                stream: stream.into(),
+                records: records
+                    .iter()
+                    .map(|(k, d)| Entry {
+                        partition_key: k.clone(),
+                        explicit_hash_key: None,
+                        data: bytes::Bytes::copy_from_slice(d),
+                    })
+                    .collect(),
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let client = self.client();
+        self.runtime.spawn(async move {
+            let outcome = match client.call(&request).await {
+                Ok(Response::PutRecord { .. }) => PutOutcome { ok: 1, ..PutOutcome::default() },
+                Ok(Response::PutRecords { results, .. }) => {
+                    let mut o = PutOutcome::default();
+                    for r in results {
+                        match r {
+                            PutResult::Ok { .. } => o.ok += 1,
+                            PutResult::Failed { error_code, .. }
+                                if error_code.starts_with("Provisioned") =>
+                            {
+                                o.throttled += 1
+                            }
+                            PutResult::Failed { .. } => o.failed += 1,
+                        }
+                    }
+                    o
+                }
+                Err(riffle_server::client::ClientError::Server { code, .. })
+                    if code.starts_with("Provisioned") =>
+                {
+                    PutOutcome { throttled: n, ..PutOutcome::default() }
+                }
+                _ => PutOutcome { failed: n, ..PutOutcome::default() },
+            };
+            let _ = tx.send(outcome);
+        });
+        Box::new(ServerPending(rx))
+    }
+
+    fn shards(&self, stream: &str) -> Result<Vec<String>, String> {
+        use riffle_server::protocol::{Request, Response};
+        match self.call(Request::ListShards {
+            stream: Some(stream.into()),
+            next_token: None,
+            exclusive_start_shard_id: None,
+            max_results: Some(1000),
+            filter: None,
+        })? {
+            Response::ListShards { shards, .. } => {
+                Ok(shards.into_iter().map(|s| s.shard_id).collect())
+            }
+            other => Err(format!("unexpected reply {other:?}")),
+        }
+    }
+
+    fn iterator(&self, stream: &str, shard: &str, latest: bool) -> Result<String, String> {
+        use riffle_server::protocol::{Request, Response};
+        match self.call(Request::GetShardIterator {
+            stream: stream.into(),
+            shard_id: shard.into(),
+            iterator_type: if latest { 1 } else { 0 },
+            starting_sequence_number: None,
+            timestamp_ms: None,
+        })? {
+            Response::ShardIterator(it) => Ok(it),
+            other => Err(format!("unexpected reply {other:?}")),
+        }
+    }
+
+    fn get_records(&self, iterator: &str, limit: u32) -> Result<ReadPage, String> {
+        use riffle_server::protocol::{Request, Response};
+        match self.call(Request::GetRecords { shard_iterator: iterator.into(), limit: Some(limit) })
+        {
+            Ok(Response::Records(page)) => {
+                let records = riffle_server::client::decode_records(&page)?
+                    .into_iter()
+                    .map(|r| ReadRecord { data: r.data })
+                    .collect();
+                Ok(ReadPage { records, next: page.next, throttled: false })
+            }
+            Ok(other) => Err(format!("unexpected reply {other:?}")),
+            Err(e) if e.contains("ProvisionedThroughputExceeded") => Ok(ReadPage {
+                records: Vec::new(),
+                next: Some(iterator.to_string()),
+                throttled: true,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
