@@ -77,6 +77,9 @@ pub enum Workload {
     /// Producers fill the stream first (not measured); then consumers read it all from
     /// TRIM_HORIZON as fast as they can: read throughput and GetRecords call latency.
     Consume,
+    /// Like `e2e`, but each consumer is a registered enhanced fan-out consumer subscribed to
+    /// every shard (push): `consumers` subscribers per shard.
+    Push,
 }
 
 impl std::str::FromStr for Workload {
@@ -87,7 +90,8 @@ impl std::str::FromStr for Workload {
             "produce" => Ok(Workload::Produce),
             "e2e" | "end-to-end" => Ok(Workload::EndToEnd),
             "consume" => Ok(Workload::Consume),
-            _ => Err(format!("unknown workload {text:?}: produce, e2e or consume")),
+            "push" => Ok(Workload::Push),
+            _ => Err(format!("unknown workload {text:?}: produce, e2e, consume or push")),
         }
     }
 }
@@ -245,7 +249,25 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
     let intervals = Mutex::new(Vec::new());
     let (produced, put_hist, consumed, e2e_hist) = std::thread::scope(|s| {
         // Consumers start first, at the tip, so that they see every record of the run.
-        let consumer_handles: Vec<_> = if config.workload == Workload::EndToEnd {
+        let consumer_handles: Vec<_> = if config.workload == Workload::Push {
+            let mut handles = Vec::new();
+            for c in 0..config.consumers.max(1) {
+                let events =
+                    match target.subscribe(&config.stream, &format!("bench-consumer-{c}"), &shards)
+                    {
+                        Ok(events) => events,
+                        Err(e) => {
+                            shared.stop.store(true, Ordering::Release);
+                            eprintln!("riffle-bench: {e}");
+                            break;
+                        }
+                    };
+                let shared = Arc::clone(&shared);
+                let n = shards.len();
+                handles.push(s.spawn(move || consume_push(config, &shared, n, events)));
+            }
+            handles
+        } else if config.workload == Workload::EndToEnd {
             let consumers = config.consumers.max(1) as usize;
             let mut assigned: Vec<Vec<String>> = vec![Vec::new(); consumers];
             for (i, shard) in shards.iter().enumerate() {
@@ -300,7 +322,7 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
         (produced, put_hist, consumed, e2e)
     });
     let measured = shared.now().min(end).saturating_sub(config.warmup).as_secs_f64().max(1e-9);
-    let e2e = config.workload == Workload::EndToEnd;
+    let e2e = matches!(config.workload, Workload::EndToEnd | Workload::Push);
     Ok(RunResult {
         version: env!("CARGO_PKG_VERSION").into(),
         target: target.describe(),
@@ -331,7 +353,13 @@ fn produce(
         .rate
         .map(|r| Schedule::new(r / f64::from(config.batch) / f64::from(config.producers)));
     let end = config.warmup + config.duration;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<InFlight>(config.window as usize - 1);
+    // At most `window` requests in flight: a producer takes a token before it sends, the
+    // completer returns it once the request is answered.
+    let (tx, rx) = std::sync::mpsc::channel::<InFlight>();
+    let (tokens_back, tokens) = std::sync::mpsc::sync_channel::<()>(config.window as usize);
+    for _ in 0..config.window {
+        let _ = tokens_back.send(());
+    }
     std::thread::scope(|s| {
         let completer = s.spawn(move || {
             let mut counts = Counts::default();
@@ -341,6 +369,7 @@ fn produce(
             for request in rx {
                 let outcome = request.pending.wait();
                 let done = shared.now();
+                let _ = tokens_back.send(());
                 let measured = request.intended >= shared.measure_from && request.intended < end;
                 shared.acked.fetch_add(outcome.ok, Ordering::Relaxed);
                 shared.errors.fetch_add(outcome.failed, Ordering::Relaxed);
@@ -399,6 +428,9 @@ fn produce(
                 bytes += data.len() as u64;
                 seq += 1;
             }
+            if tokens.recv().is_err() {
+                break;
+            }
             let sent = shared.now();
             let pending = target.put(&config.stream, &records);
             let request =
@@ -427,6 +459,53 @@ fn sleep_until(shared: &Shared, at: Duration) {
             std::hint::spin_loop();
         }
     }
+}
+
+/// A push consumer: takes events until stopped, checks every record and each producer's
+/// order within a shard, records put-to-delivery latency.
+fn consume_push(
+    config: &RunConfig,
+    shared: &Shared,
+    shards: usize,
+    mut events: Box<dyn crate::target::EventStream>,
+) -> (ConsumeCounts, Latencies) {
+    let mut counts = ConsumeCounts::default();
+    let mut hist = Latencies::default();
+    let mut last: Vec<Vec<u64>> = vec![vec![0; config.producers as usize]; shards];
+    let end = config.warmup + config.duration;
+    while !shared.stop.load(Ordering::Acquire) {
+        let Some(event) = events.next() else { break };
+        let (shard, records) = match event {
+            Ok(page) => page,
+            Err(_) => {
+                counts.errors += 1;
+                continue;
+            }
+        };
+        let now = shared.now();
+        for r in &records {
+            let Some(stamp) = payload::check(&r.data) else {
+                counts.corrupt += 1;
+                continue;
+            };
+            match last.get_mut(shard).and_then(|l| l.get_mut(stamp.producer as usize)) {
+                Some(prev) => {
+                    if stamp.seq < *prev {
+                        counts.out_of_order += 1;
+                    }
+                    *prev = stamp.seq + 1;
+                }
+                None => counts.corrupt += 1,
+            }
+            let sent = Duration::from_nanos(stamp.sent_ns);
+            if sent >= shared.measure_from && sent < end {
+                hist.record(now.saturating_sub(sent));
+                counts.records += 1;
+                counts.bytes += r.data.len() as u64;
+            }
+        }
+    }
+    (counts, hist)
 }
 
 /// The consume workload: fill, then read everything back from TRIM_HORIZON.

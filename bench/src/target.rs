@@ -43,6 +43,13 @@ pub struct ReadPage {
     pub throttled: bool,
 }
 
+/// Events of push subscriptions: pages of records, each with the index of its shard in the
+/// list given to [`Target::subscribe`].
+pub trait EventStream: Send {
+    /// The next page (blocking), `None` when every subscription ended.
+    fn next(&mut self) -> Option<Result<(usize, Vec<ReadRecord>), String>>;
+}
+
 /// A system under test.
 pub trait Target: Send + Sync {
     /// Description for reports.
@@ -57,6 +64,16 @@ pub trait Target: Send + Sync {
     fn iterator(&self, stream: &str, shard: &str, latest: bool) -> Result<String, String>;
     /// One GetRecords.
     fn get_records(&self, iterator: &str, limit: u32) -> Result<ReadPage, String>;
+    /// Registers consumer `name` and subscribes it to every shard in `shards` from the tip
+    /// (push fan-out). Targets without push refuse.
+    fn subscribe(
+        &self,
+        _stream: &str,
+        _name: &str,
+        _shards: &[String],
+    ) -> Result<Box<dyn EventStream>, String> {
+        Err(format!("{} has no push subscriptions; use the server target", self.describe()))
+    }
 }
 
 /// Settings of the in-process engine target.
@@ -207,7 +224,7 @@ impl ServerTarget {
     /// Connects `connections` times to `endpoint`.
     pub fn connect(endpoint: &str, connections: usize) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| format!("runtime: {e}"))?;
@@ -230,8 +247,21 @@ impl ServerTarget {
         })
     }
 
+    /// The connection of the calling thread: each producer thread keeps to one connection,
+    /// so that its requests reach the server in the order it sent them (requests on
+    /// different connections race). Threads are dealt connections round-robin.
     fn client(&self) -> riffle_server::client::AsyncClient {
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        thread_local! {
+            static SLOT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+        }
+        let i = SLOT.with(|slot| match slot.get() {
+            Some(i) => i,
+            None => {
+                let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                slot.set(Some(i));
+                i
+            }
+        });
         self.clients[i % self.clients.len()].clone()
     }
 
@@ -241,6 +271,17 @@ impl ServerTarget {
     ) -> Result<riffle_server::protocol::Response, String> {
         let client = self.client();
         self.runtime.block_on(async move { client.call(&request).await }).map_err(|e| e.to_string())
+    }
+}
+
+struct ServerEvents(std::sync::mpsc::Receiver<Result<(usize, Vec<ReadRecord>), String>>);
+
+impl EventStream for ServerEvents {
+    fn next(&mut self) -> Option<Result<(usize, Vec<ReadRecord>), String>> {
+        self.0
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .ok()
+            .or_else(|| Some(Ok((0, Vec::new()))))
     }
 }
 
@@ -375,6 +416,66 @@ impl Target for ServerTarget {
             Response::ShardIterator(it) => Ok(it),
             other => Err(format!("unexpected reply {other:?}")),
         }
+    }
+
+    fn subscribe(
+        &self,
+        stream: &str,
+        name: &str,
+        shards: &[String],
+    ) -> Result<Box<dyn EventStream>, String> {
+        use riffle_server::protocol::Request;
+        match self
+            .call(Request::RegisterConsumer { stream: stream.into(), consumer_name: name.into() })
+        {
+            Ok(_) => {}
+            Err(e) if e.contains("ResourceInUseException") => {}
+            Err(e) => return Err(e),
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (i, shard) in shards.iter().enumerate() {
+            let client = self.client();
+            let request = Request::SubscribeToShard {
+                stream: stream.into(),
+                consumer_name: name.into(),
+                shard_id: shard.clone(),
+                iterator_type: 1,
+                starting_sequence_number: None,
+                timestamp_ms: None,
+                credit_bytes: 8 * 1024 * 1024,
+            };
+            let tx = tx.clone();
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            self.runtime.spawn(async move {
+                let mut sub = match client.subscribe(&request).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                // The first event (records or a heartbeat) confirms the subscription.
+                let mut first = true;
+                while let Some(event) = sub.next_event().await {
+                    if first {
+                        let _ = ready_tx.send(Ok(()));
+                        first = false;
+                    }
+                    let page = event.map_err(|e| e.to_string()).and_then(|records| {
+                        riffle_server::client::decode_records(&records)
+                            .map(|rs| rs.into_iter().map(|r| ReadRecord { data: r.data }).collect())
+                    });
+                    if tx.send(page.map(|p| (i, p))).is_err() {
+                        return;
+                    }
+                }
+                if first {
+                    let _ = ready_tx.send(Err("the subscription ended at once".into()));
+                }
+            });
+            ready_rx.recv().map_err(|_| "subscription task died".to_string())??;
+        }
+        Ok(Box::new(ServerEvents(rx)))
     }
 
     fn get_records(&self, iterator: &str, limit: u32) -> Result<ReadPage, String> {

@@ -336,8 +336,12 @@ impl AsyncClient {
     /// Starts a subscription (`SubscribeToShard`); its events arrive through
     /// [`Subscription::next_event`], which returns credit as events are taken.
     pub async fn subscribe(&self, request: &Request) -> Result<Subscription, ClientError> {
+        let credit = match request {
+            Request::SubscribeToShard { credit_bytes, .. } => u64::from(*credit_bytes),
+            _ => 0,
+        };
         let (id, rx) = self.send(request).await?;
-        Ok(Subscription { client: self.clone(), id, rx, done: false })
+        Ok(Subscription { client: self.clone(), id, rx, done: false, credit, consumed: 0 })
     }
 }
 
@@ -348,11 +352,16 @@ pub struct Subscription {
     id: u64,
     rx: tokio::sync::mpsc::UnboundedReceiver<Frame>,
     done: bool,
+    /// Credit granted at the start.
+    credit: u64,
+    /// Bytes taken and not yet credited back.
+    consumed: u64,
 }
 
 impl Subscription {
-    /// The next event, `None` after the last one. Taking an event grants its size back as
-    /// credit, so the server keeps sending as fast as this is called.
+    /// The next event, `None` after the last one. Taking events grants their size back as
+    /// credit (in one `Credit` frame per quarter of the initial credit), so the server keeps
+    /// sending as fast as this is called.
     pub async fn next_event(&mut self) -> Option<Result<crate::protocol::Records, ClientError>> {
         if self.done {
             return None;
@@ -361,11 +370,11 @@ impl Subscription {
         self.done = frame.flags & crate::protocol::FLAG_END != 0;
         match Response::decode(frame.opcode, frame.flags, &frame.body) {
             Ok(Response::Records(r)) => {
-                if !self.done {
-                    let credit = Request::Credit {
-                        subscription_request_id: self.id,
-                        bytes: r.batches.len().max(1) as u32,
-                    };
+                self.consumed += r.batches.len().max(1) as u64;
+                if !self.done && self.consumed >= (self.credit / 4).max(1) {
+                    let bytes = self.consumed.min(u64::from(u32::MAX)) as u32;
+                    self.consumed -= u64::from(bytes);
+                    let credit = Request::Credit { subscription_request_id: self.id, bytes };
                     let _ = self.client.send(&credit).await.map(|(id, _)| {
                         self.client
                             .waiters
