@@ -9,5 +9,7 @@
 
 pub mod client;
 pub mod daemon;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod protocol;
 pub mod service;
