@@ -718,9 +718,9 @@ fn progress(
         if config.progress {
             let phase = if tick <= config.warmup { "warm-up" } else { "measuring" };
             let line = format!(
-                "[{:>4}s/{}s {phase}] {:>10.0} records/s  p99 so far {:>8.3} ms  errors {}",
+                "[{:>4}s elapsed, {:>4}s left, {phase}] {:>10.0} records/s  p99 so far {:>8.3} ms  errors {}",
                 tick.as_secs(),
-                end.as_secs(),
+                end.saturating_sub(tick).as_secs(),
                 (acked - last_acked) as f64,
                 cumulative.percentile_ns(99.0) as f64 / 1e6,
                 shared.errors.load(Ordering::Relaxed)

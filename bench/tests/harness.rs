@@ -94,3 +94,49 @@ fn a_consume_run_reads_back_every_filled_record() {
     assert!(result.read_latency.expect("read latency").count > 0);
     assert!(report::table(&result).contains("GetRecords call"));
 }
+
+/// The server target against an in-process `riffled` (the daemon on a loopback port):
+/// produce, and push fan-out with two subscribers per shard checking every record.
+#[test]
+fn the_server_target_produces_and_pushes_through_a_real_daemon() {
+    use riffle_bench::target::ServerTarget;
+    use riffle_server::daemon::{Daemon, DaemonConfig};
+    use riffle_server::service::Service;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = riffle_engine::Engine::open(
+        dir.path(),
+        riffle_engine::EngineConfig {
+            commit: riffle_engine::CommitConfig {
+                durability: Durability::Sync,
+                io_backend: IoBackend::Std,
+            },
+            limits: riffle_engine::LimitsConfig::unlimited(),
+            maintenance_interval_ms: 0,
+            ..riffle_engine::EngineConfig::default()
+        },
+    )
+    .expect("engine");
+    let daemon = Daemon::start(
+        DaemonConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            cores: 1,
+            ..DaemonConfig::default()
+        },
+        Service::new(engine),
+    )
+    .expect("daemon");
+    let target = ServerTarget::connect(&daemon.local_addr().to_string(), 3).expect("connect");
+    let mut c = config(Workload::Push);
+    c.shards = 2;
+    c.records = Some(200);
+    c.window = 1;
+    let result = run(&target, &c).expect("push run");
+    assert_eq!(result.produced.records, 600);
+    let consumed = result.consumed.clone().expect("consumed");
+    assert_eq!(consumed.records, 1200, "two subscribers each got every record");
+    assert_eq!((consumed.corrupt, consumed.out_of_order, consumed.errors), (0, 0, 0));
+    let result = run(&target, &config(Workload::Produce)).expect("produce run");
+    assert_eq!(result.produced.records, 1500);
+    drop(target);
+    daemon.shutdown();
+}

@@ -641,7 +641,12 @@ async fn subscribe(
                 _ = tokio::time::sleep(config.heartbeat) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = stop.changed() => {}
-                _ = sub.wake.notified(), if sub.credit.get() < i64::MIN / 4 => return,
+                // New credit, or the connection closing (credit set far below zero).
+                _ = sub.wake.notified() => {
+                    if sub.credit.get() < i64::MIN / 4 {
+                        return;
+                    }
+                }
             }
         }
     }
