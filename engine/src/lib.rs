@@ -3,6 +3,10 @@
 //! The storage engine of Riffle, a durable sharded streaming log with the semantics of
 //! Amazon Kinesis Data Streams. No networking: embed it behind any front end.
 //!
+//! **Start with [`Engine`]**: streams of shards with Kinesis semantics (create, put,
+//! iterators, get, split/merge, retention, limits, consumers), in one data directory. The
+//! rest of this page describes the layer below it, one shard's log.
+//!
 //! ## Architecture
 //!
 //! ```text
@@ -20,7 +24,7 @@
 //! - Reads return [`bytes::Bytes`] that borrow the segment's memory map (no copy), bounded
 //!   by the durable watermark, with no lock.
 //! - Opening a log recovers it: the active segment's torn tail is cut, indexes rebuilt
-//!   ([`recovery`]).
+//!   (module `recovery`).
 //!
 //! ## Glossary
 //! - **position**: a record's number within its shard, from 0.

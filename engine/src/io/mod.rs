@@ -1,11 +1,11 @@
 //! The narrow boundary through which the engine does file I/O.
 //!
-//! Everything the engine does to files goes through [`DataFile`] (positioned read and write,
+//! Everything the engine does to files goes through `DataFile` (positioned read and write,
 //! `fdatasync`, `set_len`) and the directory helpers here (create, rename, remove, directory
-//! sync). The commit path batches its writes and syncs into one [`CommitIo::run`] call per
+//! sync). The commit path batches its writes and syncs into one `CommitIo::run` call per
 //! cycle, which a backend is free to execute concurrently:
 //!
-//! - [`std_file::StdIo`]: `pwrite` and `fdatasync`, one after another. Used by embedders
+//! - `std_file::StdIo`: `pwrite` and `fdatasync`, one after another. Used by embedders
 //!   and tests, and wherever io_uring is unavailable.
 //! - `uring::UringIo` (feature `io-uring`, on by default): submits every file's writes and
 //!   syncs of a cycle to io_uring at once through tokio-uring, so that the syncs of many
