@@ -161,6 +161,7 @@ fn run_core(
         let runtime = tokio_uring::Runtime::new(&tokio_uring::builder())?;
         runtime.block_on(async move {
             let listener = tokio_uring::net::TcpListener::from_std(socket);
+            let live = Rc::new(Cell::new(0usize));
             let mut stop = watcher.clone();
             loop {
                 tokio::select! {
@@ -168,14 +169,14 @@ fn run_core(
                         Ok((stream, _)) => {
                             let _ = stream.set_nodelay(true);
                             let conn = Rc::new(UringConn(stream));
-                            tokio_uring::spawn(serve(conn, service.clone(), config.clone(), watcher.clone()));
+                            tokio_uring::spawn(counted(Rc::clone(&live), serve(conn, service.clone(), config.clone(), watcher.clone())));
                         }
                         Err(e) => tracing::warn!(error = %e, "accept failed"),
                     },
                     _ = stop.changed() => break,
                 }
             }
-            drain(&watcher).await;
+            drain(&live).await;
         });
     } else {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -185,6 +186,7 @@ fn run_core(
                 Ok(l) => l,
                 Err(e) => return tracing::error!(error = %e, "listener"),
             };
+            let live = Rc::new(Cell::new(0usize));
             let mut stop = watcher.clone();
             loop {
                 tokio::select! {
@@ -192,22 +194,36 @@ fn run_core(
                         Ok((stream, _)) => {
                             let _ = stream.set_nodelay(true);
                             let conn = Rc::new(TokioConn(stream));
-                            tokio::task::spawn_local(serve(conn, service.clone(), config.clone(), watcher.clone()));
+                            tokio::task::spawn_local(counted(Rc::clone(&live), serve(conn, service.clone(), config.clone(), watcher.clone())));
                         }
                         Err(e) => tracing::warn!(error = %e, "accept failed"),
                     },
                     _ = stop.changed() => break,
                 }
             }
-            drain(&watcher).await;
+            drain(&live).await;
         });
     }
     Ok(())
 }
 
 /// After shutdown: give connection tasks (on this thread) time to answer what is in flight.
-async fn drain(_watcher: &watch::Receiver<bool>) {
-    tokio::time::sleep(Duration::from_millis(200)).await;
+async fn drain(live: &Rc<Cell<usize>>) {
+    // Connections answer what is in flight, end their subscriptions, and close (each bounds
+    // its own wait); give up after 15 s in all.
+    for _ in 0..1500 {
+        if live.get() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs a connection while counting it among the core's live connections.
+async fn counted(live: Rc<Cell<usize>>, connection: impl std::future::Future<Output = ()>) {
+    live.set(live.get() + 1);
+    connection.await;
+    live.set(live.get() - 1);
 }
 
 /// The socket operations a connection needs, for both runtimes.
@@ -459,9 +475,13 @@ pub async fn serve<C: Conn>(
     }
     // Let in-flight requests and subscriptions finish (their replies still go out), then
     // close. Subscriptions end at shutdown or when the connection's reader stops.
-    for sub in subscriptions.borrow().values() {
-        sub.credit.set(i64::MIN / 2);
-        sub.wake.notify_one();
+    // At shutdown, subscriptions see the stop themselves and end with the reason; when the
+    // peer went away, end them now.
+    if !*stop.borrow() {
+        for sub in subscriptions.borrow().values() {
+            sub.credit.set(i64::MIN / 2);
+            sub.wake.notify_one();
+        }
     }
     for _ in 0..200 {
         if in_flight.get() == 0 && subscriptions.borrow().is_empty() {

@@ -721,3 +721,33 @@ fn the_async_client_pipelines_subscribes_and_retries() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// SIGTERM with a subscription open: the subscriber is told why (`ServiceUnavailable`),
+/// in-flight requests are answered, and riffled exits 0.
+#[test]
+fn shutdown_ends_subscriptions_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Riffled::start(dir.path());
+    let mut admin = server.client();
+    admin
+        .call(&Request::CreateStream { stream: "f".into(), shard_count: Some(1), on_demand: false })
+        .expect("create");
+    admin
+        .call(&Request::RegisterConsumer { stream: "f".into(), consumer_name: "c".into() })
+        .expect("register");
+    let mut c = server.client();
+    let id = subscribe(&mut c, "c", "shardId-000000000000", 1 << 20);
+    let first = c.next_frame().expect("a first event (heartbeat)");
+    assert_eq!(first.request_id, id);
+    assert!(server.terminate().success(), "exit 0");
+    loop {
+        let frame = c.next_frame().expect("frames until the reason");
+        if frame.flags & FLAG_ERROR != 0 {
+            match Response::decode(frame.opcode, frame.flags, &frame.body) {
+                Ok(Response::Error { code, .. }) => assert_eq!(code, "ServiceUnavailable"),
+                other => panic!("{other:?}"),
+            }
+            break;
+        }
+    }
+}
