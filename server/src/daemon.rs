@@ -540,6 +540,19 @@ async fn subscribe(
         _ => IteratorType::AtTimestamp,
     };
     let seq = starting_sequence_number.map(|n| n.to_string());
+    // SubscribeToShard's rules, across connections: keyed by stream, consumer and shard.
+    let shard_key = riffle_engine::sequence::parse_shard_id(&shard_id)
+        .map_or_else(|| shard_id.clone(), riffle_engine::sequence::shard_id);
+    let claim = match service
+        .subscriptions()
+        .claim(format!("{stream}/{consumer_name}/{shard_key}"), std::time::Instant::now())
+    {
+        Ok(claim) => claim,
+        Err(e) => {
+            let _ = tx.send(Reply::error(id, opcode, e.kinesis_name(), &e.to_string()));
+            return;
+        }
+    };
     let mut iterator = match engine.subscribe_to_shard(
         &stream,
         &consumer_name,
@@ -554,12 +567,17 @@ async fn subscribe(
             return;
         }
     };
+    service.subscriptions().started(&claim, std::time::Instant::now());
+    let _ended = ClaimGuard(service, &claim);
+    let taken_over = || claim.takeover.flag.load(std::sync::atomic::Ordering::Acquire);
     let limited = engine.config().limits.enabled;
     let rate = 2.0 * 1024.0 * 1024.0; // bytes per second per consumer per shard
     let started = tokio::time::Instant::now();
     let deadline = started + config.subscription_lifetime;
     let mut allowed_at = started;
-    let mut last_event = started;
+    // The first event goes out at once (it confirms the subscription and carries a
+    // continuation even when nothing is there yet).
+    let mut last_event = started.checked_sub(config.heartbeat).unwrap_or(started);
     // `end`: the end of a closed shard (no continuation); `last`: the final frame.
     let event = |raw: &riffle_engine::RawRecords, end: bool, last: bool| -> Reply {
         let continuation = if end {
@@ -599,6 +617,15 @@ async fn subscribe(
         Reply::frame_parts(id, opcode, flags, records.encode_head_for(total), raw.batches.clone())
     };
     'sub: loop {
+        if taken_over() {
+            let _ = tx.send(Reply::error(
+                id,
+                opcode,
+                "ResourceInUseException",
+                "A newer subscription of this consumer to this shard took over.",
+            ));
+            return;
+        }
         // Wait for credit (and the per-consumer rate), the deadline, or shutdown.
         while sub.credit.get() <= 0 || (limited && tokio::time::Instant::now() < allowed_at) {
             if sub.credit.get() < i64::MIN / 4 {
@@ -610,6 +637,7 @@ async fn subscribe(
                 _ = tokio::time::sleep_until(pace), if sub.credit.get() > 0 => {}
                 _ = tokio::time::sleep_until(deadline) => break 'sub,
                 _ = stop.changed() => break 'sub,
+                _ = claim.takeover.notify.notified() => continue 'sub,
             }
         }
         if *stop.borrow() {
@@ -661,6 +689,7 @@ async fn subscribe(
                 _ = tokio::time::sleep(config.heartbeat) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = stop.changed() => {}
+                _ = claim.takeover.notify.notified() => {}
                 // New credit, or the connection closing (credit set far below zero).
                 _ = sub.wake.notified() => {
                     if sub.credit.get() < i64::MIN / 4 {
@@ -681,6 +710,15 @@ async fn subscribe(
         // Lifetime over while waiting for credit: end without data.
         let _ =
             tx.send(Reply::frame_parts(id, opcode, FLAG_EVENT | FLAG_END, Vec::new(), Vec::new()));
+    }
+}
+
+/// Marks a subscription's claim ended when the subscription returns.
+struct ClaimGuard<'a>(&'a Service, &'a crate::service::Claim);
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        self.0.subscriptions().ended(self.1);
     }
 }
 

@@ -86,6 +86,97 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub struct Service {
     engine: Engine,
+    subscriptions: std::sync::Arc<SubscriptionRegistry>,
+}
+
+/// Who is subscribed to what, across every connection and core, for SubscribeToShard's
+/// rules: at most one call per second per consumer and shard, and a new subscription
+/// within 5 s of a successful one is refused, while one after that takes over (the older
+/// subscription ends with `ResourceInUseException`).
+#[derive(Debug, Default)]
+pub struct SubscriptionRegistry {
+    entries: std::sync::Mutex<std::collections::HashMap<String, RegistryEntry>>,
+}
+
+#[derive(Debug)]
+struct RegistryEntry {
+    last_call: std::time::Instant,
+    started: Option<std::time::Instant>,
+    generation: u64,
+    takeover: std::sync::Arc<Takeover>,
+}
+
+/// Set when a newer subscription takes over; the older one ends.
+#[derive(Debug, Default)]
+pub struct Takeover {
+    /// Taken over.
+    pub flag: std::sync::atomic::AtomicBool,
+    /// Wakes the older subscription.
+    pub notify: tokio::sync::Notify,
+}
+
+/// A subscription's claim on its consumer and shard.
+#[derive(Debug)]
+pub struct Claim {
+    key: String,
+    generation: u64,
+    /// Fires when a newer subscription takes over.
+    pub takeover: std::sync::Arc<Takeover>,
+}
+
+impl SubscriptionRegistry {
+    /// Checks the rules for a call at `now` and, if it may proceed, records it.
+    pub fn claim(&self, key: String, now: std::time::Instant) -> Result<Claim, Error> {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let second = std::time::Duration::from_secs(1);
+        let five = std::time::Duration::from_secs(5);
+        let generation = entries.get(&key).map_or(1, |e| e.generation + 1);
+        if let Some(e) = entries.get_mut(&key) {
+            if now.duration_since(e.last_call) < second {
+                e.last_call = now;
+                return Err(Error::LimitExceeded(format!(
+                    "Rate exceeded for consumer and shard {key}: at most one SubscribeToShard call per second."
+                )));
+            }
+            e.last_call = now;
+            if let Some(started) = e.started {
+                if now.duration_since(started) < five {
+                    return Err(Error::ResourceInUse(format!(
+                        "Another subscription for {key} started less than 5 seconds ago."
+                    )));
+                }
+                e.takeover.flag.store(true, std::sync::atomic::Ordering::Release);
+                e.takeover.notify.notify_waiters();
+            }
+        }
+        let takeover = std::sync::Arc::new(Takeover::default());
+        entries.insert(
+            key.clone(),
+            RegistryEntry {
+                last_call: now,
+                started: None,
+                generation,
+                takeover: std::sync::Arc::clone(&takeover),
+            },
+        );
+        Ok(Claim { key, generation, takeover })
+    }
+
+    /// The claimed subscription started successfully.
+    pub fn started(&self, claim: &Claim, now: std::time::Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = entries.get_mut(&claim.key).filter(|e| e.generation == claim.generation) {
+            e.started = Some(now);
+        }
+    }
+
+    /// The claimed subscription ended.
+    pub fn ended(&self, claim: &Claim) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = entries.get_mut(&claim.key).filter(|e| e.generation == claim.generation) {
+            e.started = None;
+        }
+    }
 }
 
 fn status_code(s: StreamStatus) -> u8 {
@@ -142,7 +233,12 @@ fn consumer_out(c: riffle_engine::Consumer) -> Consumer {
 impl Service {
     /// A service over `engine`.
     pub fn new(engine: Engine) -> Self {
-        Service { engine }
+        Service { engine, subscriptions: std::sync::Arc::default() }
+    }
+
+    /// The subscription registry shared by all connections.
+    pub fn subscriptions(&self) -> &SubscriptionRegistry {
+        &self.subscriptions
     }
 
     /// The engine.

@@ -543,6 +543,9 @@ fn push_fan_out_to_eight_consumers_with_one_slow() {
             .call(&Request::RegisterConsumer { stream: "f".into(), consumer_name: format!("c{i}") })
             .expect("register");
     }
+    admin
+        .call(&Request::RegisterConsumer { stream: "f".into(), consumer_name: "end".into() })
+        .expect("register");
     const N: usize = 600;
     let consumers: Vec<_> = (0..8)
         .map(|i| {
@@ -568,7 +571,7 @@ fn push_fan_out_to_eight_consumers_with_one_slow() {
     }
     // The end of a closed shard ends the subscription and names the children.
     let mut c = server.client();
-    let id = subscribe(&mut c, "c1", "shardId-000000000000", 64 * 1024 * 1024);
+    let id = subscribe(&mut c, "end", "shardId-000000000000", 64 * 1024 * 1024);
     std::thread::sleep(std::time::Duration::from_millis(50));
     admin
         .call(&Request::SplitShard {
@@ -745,6 +748,49 @@ fn shutdown_ends_subscriptions_with_a_reason() {
         if frame.flags & FLAG_ERROR != 0 {
             match Response::decode(frame.opcode, frame.flags, &frame.body) {
                 Ok(Response::Error { code, .. }) => assert_eq!(code, "ServiceUnavailable"),
+                other => panic!("{other:?}"),
+            }
+            break;
+        }
+    }
+}
+
+/// SubscribeToShard's rules across connections: one call per second per consumer and shard
+/// (`LimitExceededException`), no second subscription within 5 s of a successful one
+/// (`ResourceInUseException`), and after that the newer one takes over (the older ends with
+/// `ResourceInUseException`).
+#[test]
+fn subscribe_to_shard_rate_and_takeover_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Riffled::start(dir.path());
+    let mut admin = server.client();
+    admin
+        .call(&Request::CreateStream { stream: "f".into(), shard_count: Some(1), on_demand: false })
+        .expect("create");
+    admin
+        .call(&Request::RegisterConsumer { stream: "f".into(), consumer_name: "c".into() })
+        .expect("register");
+    let mut first = server.client();
+    let first_id = subscribe(&mut first, "c", "0", 1 << 20);
+    assert_eq!(first.next_frame().expect("an event").request_id, first_id);
+    let mut second = server.client();
+    let id = subscribe(&mut second, "c", "shardId-000000000000", 1 << 20);
+    assert!(
+        matches!(second.receive(id), Err(ClientError::Server { code, .. }) if code == "LimitExceededException")
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let id = subscribe(&mut second, "c", "0", 1 << 20);
+    assert!(
+        matches!(second.receive(id), Err(ClientError::Server { code, .. }) if code == "ResourceInUseException")
+    );
+    std::thread::sleep(std::time::Duration::from_millis(4000));
+    let id = subscribe(&mut second, "c", "0", 1 << 20);
+    assert_eq!(second.next_frame().expect("the newer subscription runs").request_id, id);
+    loop {
+        let frame = first.next_frame().expect("the older subscription's frames");
+        if frame.flags & FLAG_ERROR != 0 {
+            match Response::decode(frame.opcode, frame.flags, &frame.body) {
+                Ok(Response::Error { code, .. }) => assert_eq!(code, "ResourceInUseException"),
                 other => panic!("{other:?}"),
             }
             break;
