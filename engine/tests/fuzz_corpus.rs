@@ -30,3 +30,8 @@ fn batch_decode_corpus_replays_clean() {
 fn segment_recovery_corpus_replays_clean() {
     replay("segment_recovery", riffle_engine::fuzzing::segment_recovery);
 }
+
+#[test]
+fn index_files_corpus_replays_clean() {
+    replay("index_files", riffle_engine::fuzzing::index_files);
+}
