@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::sync::{lock, Condvar, Mutex};
+use crate::sync::{fence, lock, AtomicBool, Condvar, Mutex, Ordering};
 
 /// A result delivered once by the committer to one waiting producer.
 #[derive(Debug)]
@@ -246,5 +246,47 @@ impl<T> DirtyQueue<T> {
     pub fn shutdown(&self) {
         lock(&self.state).shutdown = true;
         self.wake.notify_all();
+    }
+}
+
+/// Wakers of tasks waiting for a watermark to move (push subscriptions waiting for new
+/// durable records). The publisher checks one flag per publish and takes the lock only
+/// when someone waits.
+///
+/// Protocol, to lose no wake-up:
+/// - waiter: [`WakeList::register`] its waker (push, then set `waiting`), a SeqCst fence,
+///   then re-check the condition;
+/// - publisher: publish the new watermark, a SeqCst fence, then [`WakeList::wake_all`]
+///   (swap `waiting` off, wake everything registered).
+///
+/// Both sides store, then load the other side's variable; the fences forbid both loads
+/// from missing both stores, so either the waiter sees the new watermark or the publisher
+/// sees the waiter. `tests/loom_wakelist.rs` model-checks it.
+#[derive(Debug, Default)]
+pub struct WakeList {
+    waiting: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl WakeList {
+    /// Registers `waker` (once per task), then fences: re-check the condition afterwards.
+    pub fn register(&self, waker: &Waker) {
+        {
+            let mut wakers = lock(&self.wakers);
+            if !wakers.iter().any(|w| w.will_wake(waker)) {
+                wakers.push(waker.clone());
+            }
+            self.waiting.store(true, Ordering::Release);
+        }
+        fence(Ordering::SeqCst);
+    }
+
+    /// Wakes every registered waker. Call after publishing what the waiters wait for.
+    pub fn wake_all(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiting.swap(false, Ordering::AcqRel) {
+            let wakers = std::mem::take(&mut *lock(&self.wakers));
+            wakers.into_iter().for_each(Waker::wake);
+        }
     }
 }

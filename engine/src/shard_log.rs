@@ -202,32 +202,8 @@ pub(crate) struct LogInner {
     /// Seal segments durably (sync, trim); false under `Durability::None`.
     durable_seals: bool,
     /// Tasks waiting for the durable watermark to move (push subscriptions).
-    watchers: Watchers,
+    watchers: crate::handoff::WakeList,
     _lock: File,
-}
-
-/// Wakers of tasks waiting for new durable records. The committing thread checks one atomic
-/// per cycle and takes the lock only when someone waits.
-#[derive(Debug, Default)]
-struct Watchers {
-    waiting: std::sync::atomic::AtomicBool,
-    wakers: std::sync::Mutex<Vec<std::task::Waker>>,
-}
-
-impl Watchers {
-    /// Call after publishing a new durable watermark (or a state change).
-    fn wake_all(&self) {
-        // Pairs with the fence in `DurableBeyond::poll`: either this swap sees the waiter's
-        // flag, or the waiter's re-check sees the published watermark (store-load on both
-        // sides needs sequential consistency, hence the fences).
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        if self.waiting.swap(false, std::sync::atomic::Ordering::AcqRel) {
-            let wakers = std::mem::take(
-                &mut *self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
-            wakers.into_iter().for_each(std::task::Waker::wake);
-        }
-    }
 }
 
 /// Completes when the log's durable end passes a position, or the log stops taking writes
@@ -253,16 +229,8 @@ impl std::future::Future for DurableBeyond {
         if ready() {
             return std::task::Poll::Ready(());
         }
-        {
-            let mut wakers =
-                inner.watchers.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
-            inner.watchers.waiting.store(true, std::sync::atomic::Ordering::Release);
-        }
+        inner.watchers.register(cx.waker());
         // Re-check after registering: a publish in between would otherwise be missed.
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         if ready() {
             return std::task::Poll::Ready(());
         }
@@ -327,7 +295,7 @@ impl ShardLog {
             writer: Mutex::new(Writer { active, written_len, spare: EncodedBatches::default() }),
             segments: ArcSwap::from_pointee(segments),
             durable: Watermark::new(end),
-            watchers: Watchers::default(),
+            watchers: crate::handoff::WakeList::default(),
             queue: Arc::clone(group.queue()),
             prep: std::sync::Arc::new(PrepSlot::default()),
             preparer: group.preparer(),
