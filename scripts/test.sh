@@ -10,6 +10,12 @@ if command -v rustup >/dev/null 2>&1; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
+# The Kinesis API tests drive riffled with boto3 (from PyPI).
+if ! python3 -c 'import boto3' >/dev/null 2>&1; then
+    echo "== installing boto3 for the Kinesis API tests"
+    python3 -m pip install --quiet boto3
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

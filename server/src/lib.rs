@@ -11,5 +11,6 @@ pub mod client;
 pub mod daemon;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod kinesis;
 pub mod protocol;
 pub mod service;

@@ -18,7 +18,16 @@ struct Riffled {
 impl Riffled {
     fn start(dir: &std::path::Path) -> Riffled {
         let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
-            .args(["--listen", "127.0.0.1:0", "--no-limits", "--log-level", "warn", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--kinesis-listen",
+                "off",
+                "--no-limits",
+                "--log-level",
+                "warn",
+                "--data-dir",
+            ])
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -601,7 +610,10 @@ fn riffled_reads_a_toml_config_file() {
     let data = dir.path().join("from-config");
     std::fs::write(
         &config,
-        format!("data-dir = {:?}\nlisten = \"127.0.0.1:0\"\ncores = 1\ndurability = \"interval:5\"\nno-limits = true\n", data.display().to_string()),
+        format!(
+            "data-dir = {:?}\nlisten = \"127.0.0.1:0\"\nkinesis-listen = \"off\"\ncores = 1\ndurability = \"interval:5\"\nno-limits = true\n",
+            data.display().to_string()
+        ),
     )
     .expect("write config");
     let run = |extra: &[&str]| -> (String, Child) {
@@ -643,7 +655,15 @@ fn the_async_client_pipelines_subscribes_and_retries() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Limits on: 1,000 records/s per shard.
     let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
-        .args(["--listen", "127.0.0.1:0", "--log-level", "warn", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kinesis-listen",
+            "off",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .spawn()

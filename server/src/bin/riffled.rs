@@ -32,6 +32,9 @@ struct Args {
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, env = "RIFFLE_LISTEN", default_value = "127.0.0.1:4617")]
     listen: SocketAddr,
+    /// Address of the Kinesis-compatible HTTP API (AWS JSON 1.1), or `off`.
+    #[arg(long, env = "RIFFLE_KINESIS_LISTEN", default_value = "127.0.0.1:4567")]
+    kinesis_listen: String,
     /// Network threads and commit groups (default: one per core).
     #[arg(long, env = "RIFFLE_CORES")]
     cores: Option<usize>,
@@ -62,6 +65,7 @@ const CONFIG_KEYS: &[(&str, &str)] = &[
     ("segment-bytes", "RIFFLE_SEGMENT_BYTES"),
     ("io", "RIFFLE_IO"),
     ("log-level", "RIFFLE_LOG"),
+    ("kinesis-listen", "RIFFLE_KINESIS_LISTEN"),
 ];
 
 /// Reads the `--config` file (if any) into environment variables that are not already set,
@@ -143,7 +147,18 @@ fn run(args: Args) -> Result<(), String> {
         Service::new(engine.clone()),
     )
     .map_err(|e| format!("listening on {}: {e}", args.listen))?;
-    // Scripts and tests read this line to find the port.
+    let kinesis = match args.kinesis_listen.as_str() {
+        "off" => None,
+        addr => {
+            let addr: SocketAddr =
+                addr.parse().map_err(|e| format!("--kinesis-listen {addr}: {e}"))?;
+            Some(
+                riffle_server::kinesis::KinesisApi::start(addr, engine.clone(), cores)
+                    .map_err(|e| format!("Kinesis API on {addr}: {e}"))?,
+            )
+        }
+    };
+    // Scripts and tests read these lines to find the ports.
     println!(
         "riffled listening on {} ({} cores, {}, data {})",
         daemon.local_addr(),
@@ -151,6 +166,9 @@ fn run(args: Args) -> Result<(), String> {
         daemon.backend(),
         args.data_dir.display()
     );
+    if let Some(k) = &kinesis {
+        println!("kinesis api listening on {}", k.local_addr());
+    }
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -166,6 +184,9 @@ fn run(args: Args) -> Result<(), String> {
     })?;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     daemon.shutdown();
+    if let Some(k) = kinesis {
+        k.shutdown();
+    }
     engine.close().map_err(|e| format!("closing the engine: {e}"))?;
     tracing::info!("stopped cleanly");
     Ok(())
