@@ -6,9 +6,10 @@
 //! Built so far (issue 7, first part): `POST /` with `X-Amz-Target: Kinesis_20131202.<Op>`
 //! and a JSON body, for the stream, shard, record, resharding, retention, consumer and tag
 //! operations; errors as `{"__type", "message"}` with HTTP 400 (500 for `InternalFailure`);
-//! HTTP/1.1 and HTTP/2 (hyper). Requests are not authenticated (signatures are accepted
-//! unchecked). Not yet: CBOR (refused with a clear `SerializationException`),
-//! SubscribeToShard's event stream, SigV4 verification.
+//! HTTP/1.1 and HTTP/2 (hyper); bodies in JSON (`application/x-amz-json-1.1`) or CBOR
+//! (`application/x-amz-cbor-1.1`, the Java SDK's default: blobs as byte strings, timestamps
+//! as tag 1), answered in the request's format. Requests are not authenticated (signatures
+//! are accepted unchecked). Not yet: SubscribeToShard's event stream, SigV4 verification.
 
 use std::net::SocketAddr;
 
@@ -144,10 +145,20 @@ async fn handle(engine: Engine, request: hyper::Request<Incoming>) -> hyper::Res
         .to_string();
     let target =
         request.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let reply_type = if content_type.starts_with("application/x-amz-json") {
+    let cbor = content_type.starts_with("application/x-amz-cbor");
+    let reply_type = if content_type.starts_with("application/x-amz-json") || cbor {
         content_type.clone()
     } else {
         "application/x-amz-json-1.1".into()
+    };
+    let encode = move |v: &Value| -> Vec<u8> {
+        if cbor {
+            let mut out = Vec::new();
+            let _ = ciborium::into_writer(&json_to_cbor(v, None), &mut out);
+            out
+        } else {
+            serde_json::to_vec(v).unwrap_or_default()
+        }
     };
     let error = |f: Fault| {
         let mut body = Map::new();
@@ -157,7 +168,7 @@ async fn handle(engine: Engine, request: hyper::Request<Incoming>) -> hyper::Res
             let key = if f.code == "SerializationException" { "Message" } else { "message" };
             body.insert(key.into(), json!(m));
         }
-        respond(f.status, &reply_type, serde_json::to_vec(&Value::Object(body)).unwrap_or_default())
+        respond(f.status, &reply_type, encode(&Value::Object(body)))
     };
     let Some(operation) =
         target.as_deref().and_then(|t| t.strip_prefix(TARGET_PREFIX)).map(str::to_string)
@@ -168,12 +179,6 @@ async fn handle(engine: Engine, request: hyper::Request<Incoming>) -> hyper::Res
             status: 400,
         });
     };
-    if content_type.starts_with("application/x-amz-cbor") {
-        return error(fault(
-            "SerializationException",
-            "CBOR is not supported by this build of riffled yet; use AWS JSON 1.1 (for the Java SDK: CBOR disabled).",
-        ));
-    }
     let body = match Limited::new(request.into_body(), BODY_LIMIT).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -183,25 +188,84 @@ async fn handle(engine: Engine, request: hyper::Request<Incoming>) -> hyper::Res
             ))
         }
     };
-    let input: Value = if body.is_empty() {
-        json!({})
+    let parsed = if body.is_empty() {
+        Some(json!({}))
+    } else if cbor {
+        ciborium::from_reader::<ciborium::Value, _>(&body[..]).ok().map(cbor_to_json)
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                return error(fault(
-                    "SerializationException",
-                    "Start of structure or map found where not expected.",
-                ))
-            }
+        serde_json::from_slice(&body).ok()
+    };
+    let input = match parsed {
+        Some(v @ Value::Object(_)) => v,
+        _ => {
+            return error(fault(
+                "SerializationException",
+                "Start of structure or map found where not expected.",
+            ))
         }
     };
     let result = tokio::task::spawn_blocking(move || dispatch(&engine, &operation, &input)).await;
     match result {
-        Ok(Ok(Some(v))) => respond(200, &reply_type, serde_json::to_vec(&v).unwrap_or_default()),
+        Ok(Ok(Some(v))) => respond(200, &reply_type, encode(&v)),
         Ok(Ok(None)) => respond(200, &reply_type, Vec::new()),
         Ok(Err(f)) => error(f),
         Err(_) => error(Fault { code: "InternalFailure".into(), message: None, status: 500 }),
+    }
+}
+
+// ---- CBOR ----
+
+/// A CBOR request body as the JSON shape the operations read: byte strings (blobs) become
+/// base64 text, tag-1 timestamps become epoch seconds.
+fn cbor_to_json(v: ciborium::Value) -> Value {
+    use ciborium::Value as C;
+    match v {
+        C::Map(entries) => Value::Object(
+            entries
+                .into_iter()
+                .filter_map(|(k, v)| match k {
+                    C::Text(k) => Some((k, cbor_to_json(v))),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        C::Array(items) => Value::Array(items.into_iter().map(cbor_to_json).collect()),
+        C::Text(s) => Value::String(s),
+        C::Bytes(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        C::Integer(i) => {
+            let i = i128::from(i);
+            i64::try_from(i).map(Value::from).unwrap_or_else(|_| Value::from(i as f64))
+        }
+        C::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        C::Bool(b) => Value::Bool(b),
+        C::Tag(_, inner) => cbor_to_json(*inner),
+        _ => Value::Null,
+    }
+}
+
+/// A reply in CBOR: `Data` blobs as byte strings, `*Timestamp` members as tag 1 (epoch
+/// seconds), everything else as its JSON value.
+fn json_to_cbor(v: &Value, key: Option<&str>) -> ciborium::Value {
+    use ciborium::Value as C;
+    match v {
+        Value::Object(m) => {
+            C::Map(m.iter().map(|(k, v)| (C::Text(k.clone()), json_to_cbor(v, Some(k)))).collect())
+        }
+        Value::Array(a) => C::Array(a.iter().map(|v| json_to_cbor(v, key)).collect()),
+        Value::String(s) if key == Some("Data") => {
+            C::Bytes(base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_default())
+        }
+        Value::String(s) => C::Text(s.clone()),
+        Value::Number(n) if key.is_some_and(|k| k.ends_with("Timestamp")) => {
+            C::Tag(1, Box::new(C::Float(n.as_f64().unwrap_or(0.0))))
+        }
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => C::Integer(i.into()),
+            (None, Some(u)) => C::Integer(u.into()),
+            _ => C::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::Bool(b) => C::Bool(*b),
+        Value::Null => C::Null,
     }
 }
 

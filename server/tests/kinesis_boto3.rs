@@ -48,3 +48,119 @@ fn boto3_runs_the_conformance_script_against_riffled() {
     assert!(out.status.success(), "boto3 conformance failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("boto3 conformance: ok"), "{stdout}");
 }
+
+/// One AWS CBOR 1.1 request over HTTP/1.1, as the Java SDK sends it; returns the status and
+/// the decoded CBOR body.
+fn cbor_call(addr: &str, operation: &str, body: &ciborium::Value) -> (u16, ciborium::Value) {
+    use std::io::{Read, Write};
+    let mut payload = Vec::new();
+    ciborium::into_writer(body, &mut payload).expect("encode CBOR");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nX-Amz-Target: Kinesis_20131202.{operation}\r\nContent-Type: application/x-amz-cbor-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        payload.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(&payload).expect("write body");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let headers = String::from_utf8_lossy(&response[..split]).to_string();
+    let status: u16 =
+        headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    assert!(
+        headers.to_ascii_lowercase().contains("content-type: application/x-amz-cbor-1.1"),
+        "{headers}"
+    );
+    let body = &response[split + 4..];
+    let value = if body.is_empty() {
+        ciborium::Value::Null
+    } else {
+        ciborium::from_reader(body).expect("a CBOR reply")
+    };
+    (status, value)
+}
+
+fn get<'a>(v: &'a ciborium::Value, key: &str) -> &'a ciborium::Value {
+    v.as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some(key)))
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {key} in {v:?}"))
+}
+
+/// CBOR (the Java SDK's and the KCL's default): blobs as byte strings, timestamps as tag 1.
+#[test]
+fn the_kinesis_api_speaks_cbor() {
+    use ciborium::Value as C;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kinesis-listen",
+            "127.0.0.1:0",
+            "--no-limits",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start riffled");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut addr = String::new();
+    for _ in 0..2 {
+        let line = lines.next().expect("a line").expect("read");
+        if let Some(a) = line.strip_prefix("kinesis api listening on ") {
+            addr = a.to_string();
+        }
+    }
+    let map = |pairs: Vec<(&str, C)>| {
+        C::Map(pairs.into_iter().map(|(k, v)| (C::Text(k.into()), v)).collect())
+    };
+    let (status, _) = cbor_call(
+        &addr,
+        "CreateStream",
+        &map(vec![("StreamName", C::Text("c".into())), ("ShardCount", C::Integer(1.into()))]),
+    );
+    assert_eq!(status, 200);
+    let (status, put) = cbor_call(
+        &addr,
+        "PutRecord",
+        &map(vec![
+            ("StreamName", C::Text("c".into())),
+            ("PartitionKey", C::Text("k".into())),
+            ("Data", C::Bytes(vec![0, 159, 255])),
+        ]),
+    );
+    assert_eq!(status, 200, "{put:?}");
+    assert_eq!(get(&put, "ShardId").as_text(), Some("shardId-000000000000"));
+    let (_, it) = cbor_call(
+        &addr,
+        "GetShardIterator",
+        &map(vec![
+            ("StreamName", C::Text("c".into())),
+            ("ShardId", C::Text("shardId-000000000000".into())),
+            ("ShardIteratorType", C::Text("TRIM_HORIZON".into())),
+        ]),
+    );
+    let iterator = get(&it, "ShardIterator").clone();
+    let (status, page) = cbor_call(&addr, "GetRecords", &map(vec![("ShardIterator", iterator)]));
+    assert_eq!(status, 200);
+    let records = get(&page, "Records").as_array().expect("records");
+    assert_eq!(get(&records[0], "Data"), &C::Bytes(vec![0, 159, 255]), "blobs are byte strings");
+    assert!(
+        matches!(get(&records[0], "ApproximateArrivalTimestamp"), C::Tag(1, _)),
+        "timestamps are tag 1"
+    );
+    let (status, err) = cbor_call(
+        &addr,
+        "DescribeStreamSummary",
+        &map(vec![("StreamName", C::Text("none".into()))]),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(get(&err, "__type").as_text(), Some("ResourceNotFoundException"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
