@@ -9,7 +9,9 @@
 //! HTTP/1.1 and HTTP/2 (hyper); bodies in JSON (`application/x-amz-json-1.1`) or CBOR
 //! (`application/x-amz-cbor-1.1`, the Java SDK's default: blobs as byte strings, timestamps
 //! as tag 1), answered in the request's format. Requests are not authenticated (signatures
-//! are accepted unchecked). Not yet: SubscribeToShard's event stream, SigV4 verification.
+//! are accepted unchecked) unless credentials are configured: then every request must be
+//! signed with one of them (SigV4, [`crate::sigv4`]). Not yet: SubscribeToShard's event
+//! stream.
 
 use std::net::SocketAddr;
 
@@ -37,7 +39,15 @@ pub struct KinesisApi {
 
 impl KinesisApi {
     /// Listens on `addr` and serves `engine` on its own threads.
-    pub fn start(addr: SocketAddr, engine: Engine, threads: usize) -> std::io::Result<KinesisApi> {
+    /// With `credentials`, every request must be signed (SigV4) with one of them; without,
+    /// signatures are accepted unchecked.
+    pub fn start(
+        addr: SocketAddr,
+        engine: Engine,
+        threads: usize,
+        credentials: Option<crate::sigv4::Credentials>,
+    ) -> std::io::Result<KinesisApi> {
+        let credentials = credentials.map(std::sync::Arc::new);
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
@@ -59,10 +69,11 @@ impl KinesisApi {
                             let Ok((stream, _)) = accepted else { continue };
                             let _ = stream.set_nodelay(true);
                             let engine = engine.clone();
+                            let credentials = credentials.clone();
                             tokio::spawn(async move {
                                 let service = hyper::service::service_fn(move |request| {
-                                    let engine = engine.clone();
-                                    async move { Ok::<_, std::convert::Infallible>(handle(engine, request).await) }
+                                    let (engine, credentials) = (engine.clone(), credentials.clone());
+                                    async move { Ok::<_, std::convert::Infallible>(handle(engine, credentials, request).await) }
                                 });
                                 let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
                                 let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
@@ -136,7 +147,11 @@ fn rand_id() -> u128 {
     (u128::from(h.finish()) << 64) | u128::from(h.finish().rotate_left(17))
 }
 
-async fn handle(engine: Engine, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn handle(
+    engine: Engine,
+    credentials: Option<std::sync::Arc<crate::sigv4::Credentials>>,
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
     let content_type = request
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -179,6 +194,19 @@ async fn handle(engine: Engine, request: hyper::Request<Incoming>) -> hyper::Res
             status: 400,
         });
     };
+    let method = request.method().as_str().to_string();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let mut headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+        .collect();
+    if !headers.iter().any(|(n, _)| n == "host") {
+        if let Some(authority) = request.uri().authority() {
+            headers.push(("host".into(), authority.to_string())); // HTTP/2's :authority
+        }
+    }
     let body = match Limited::new(request.into_body(), BODY_LIMIT).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -188,6 +216,11 @@ async fn handle(engine: Engine, request: hyper::Request<Incoming>) -> hyper::Res
             ))
         }
     };
+    if let Some(credentials) = &credentials {
+        if let Err(r) = crate::sigv4::verify(credentials, &method, &path, &query, &headers, &body) {
+            return error(fault(r.code, r.message));
+        }
+    }
     let parsed = if body.is_empty() {
         Some(json!({}))
     } else if cbor {

@@ -14,3 +14,4 @@ pub mod fuzzing;
 pub mod kinesis;
 pub mod protocol;
 pub mod service;
+pub mod sigv4;

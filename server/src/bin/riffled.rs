@@ -35,6 +35,10 @@ struct Args {
     /// Address of the Kinesis-compatible HTTP API (AWS JSON 1.1), or `off`.
     #[arg(long, env = "RIFFLE_KINESIS_LISTEN", default_value = "127.0.0.1:4567")]
     kinesis_listen: String,
+    /// Kinesis API credentials, `AKID:SECRET[,AKID:SECRET...]`: requests must be signed
+    /// (SigV4) with one of them. Without, signatures are not checked.
+    #[arg(long, env = "RIFFLE_CREDENTIALS")]
+    credentials: Option<riffle_server::sigv4::Credentials>,
     /// Network threads and commit groups (default: one per core).
     #[arg(long, env = "RIFFLE_CORES")]
     cores: Option<usize>,
@@ -66,6 +70,7 @@ const CONFIG_KEYS: &[(&str, &str)] = &[
     ("io", "RIFFLE_IO"),
     ("log-level", "RIFFLE_LOG"),
     ("kinesis-listen", "RIFFLE_KINESIS_LISTEN"),
+    ("credentials", "RIFFLE_CREDENTIALS"),
 ];
 
 /// Reads the `--config` file (if any) into environment variables that are not already set,
@@ -153,8 +158,13 @@ fn run(args: Args) -> Result<(), String> {
             let addr: SocketAddr =
                 addr.parse().map_err(|e| format!("--kinesis-listen {addr}: {e}"))?;
             Some(
-                riffle_server::kinesis::KinesisApi::start(addr, engine.clone(), cores)
-                    .map_err(|e| format!("Kinesis API on {addr}: {e}"))?,
+                riffle_server::kinesis::KinesisApi::start(
+                    addr,
+                    engine.clone(),
+                    cores,
+                    args.credentials.clone(),
+                )
+                .map_err(|e| format!("Kinesis API on {addr}: {e}"))?,
             )
         }
     };
