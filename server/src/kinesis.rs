@@ -10,8 +10,9 @@
 //! (`application/x-amz-cbor-1.1`, the Java SDK's default: blobs as byte strings, timestamps
 //! as tag 1), answered in the request's format. Requests are not authenticated (signatures
 //! are accepted unchecked) unless credentials are configured: then every request must be
-//! signed with one of them (SigV4, [`crate::sigv4`]). Not yet: SubscribeToShard's event
-//! stream.
+//! signed with one of them (SigV4, [`crate::sigv4`]). SubscribeToShard answers with an
+//! `application/vnd.amazon.eventstream` body (an `initial-response`, then
+//! `SubscribeToShardEvent`s) streamed as records become durable.
 
 use std::net::SocketAddr;
 
@@ -121,8 +122,11 @@ fn fault(code: &str, message: impl Into<String>) -> Fault {
     Fault { code: code.into(), message: Some(message.into()), status: 400 }
 }
 
-fn respond(status: u16, content_type: &str, body: Vec<u8>) -> hyper::Response<Full<Bytes>> {
-    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+/// Response bodies: whole (`Full`) or an event stream.
+type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> hyper::Response<Body> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_REQUEST);
     let headers = response.headers_mut();
@@ -151,7 +155,7 @@ async fn handle(
     engine: Engine,
     credentials: Option<std::sync::Arc<crate::sigv4::Credentials>>,
     request: hyper::Request<Incoming>,
-) -> hyper::Response<Full<Bytes>> {
+) -> hyper::Response<Body> {
     let content_type = request
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -237,6 +241,21 @@ async fn handle(
             ))
         }
     };
+    if operation == "SubscribeToShard" {
+        return match start_subscription(&engine, &input) {
+            Ok((iterator, consumer)) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                tokio::spawn(stream_events(engine, iterator, consumer, tx));
+                let mut response = hyper::Response::new(EventBody(rx).boxed());
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/vnd.amazon.eventstream"),
+                );
+                response
+            }
+            Err(f) => error(f),
+        };
+    }
     let result = tokio::task::spawn_blocking(move || dispatch(&engine, &operation, &input)).await;
     match result {
         Ok(Ok(Some(v))) => respond(200, &reply_type, encode(&v)),
@@ -480,7 +499,8 @@ fn dispatch(e: &Engine, op: &str, v: &Value) -> Result<Option<Value>, Fault> {
             None
         }
         "DeleteStream" => {
-            let enforce = v.get("EnforceConsumerDeletion").and_then(Value::as_bool).unwrap_or(false);
+            let enforce =
+                v.get("EnforceConsumerDeletion").and_then(Value::as_bool).unwrap_or(false);
             e.delete_stream(&stream(v)?, enforce)?;
             None
         }
@@ -495,7 +515,11 @@ fn dispatch(e: &Engine, op: &str, v: &Value) -> Result<Option<Value>, Fault> {
             }}))
         }
         "DescribeStream" => {
-            let d = e.describe_stream(&stream(v)?, opt_u32(v, "Limit")?, opt_str(v, "ExclusiveStartShardId")?)?;
+            let d = e.describe_stream(
+                &stream(v)?,
+                opt_u32(v, "Limit")?,
+                opt_str(v, "ExclusiveStartShardId")?,
+            )?;
             Some(json!({"StreamDescription": {
                 "StreamName": d.stream_name, "StreamARN": d.stream_arn, "StreamStatus": d.stream_status.as_str(),
                 "StreamModeDetails": {"StreamMode": d.stream_mode.as_str()},
@@ -505,7 +529,11 @@ fn dispatch(e: &Engine, op: &str, v: &Value) -> Result<Option<Value>, Fault> {
             }}))
         }
         "ListStreams" => {
-            let out = e.list_streams(opt_u32(v, "Limit")?, opt_str(v, "ExclusiveStartStreamName")?, opt_str(v, "NextToken")?)?;
+            let out = e.list_streams(
+                opt_u32(v, "Limit")?,
+                opt_str(v, "ExclusiveStartStreamName")?,
+                opt_str(v, "NextToken")?,
+            )?;
             let mut r = json!({
                 "StreamNames": out.stream_names, "HasMoreStreams": out.has_more_streams,
                 "StreamSummaries": out.stream_summaries.iter().map(|s| json!({
@@ -525,10 +553,21 @@ fn dispatch(e: &Engine, op: &str, v: &Value) -> Result<Option<Value>, Fault> {
                     "FROM_TRIM_HORIZON" => ShardFilter::FromTrimHorizon,
                     "AT_TRIM_HORIZON" => ShardFilter::AtTrimHorizon,
                     "AT_LATEST" => ShardFilter::AtLatest,
-                    "AFTER_SHARD_ID" => ShardFilter::AfterShardId(req_str(f, "ShardId")?.to_string()),
-                    "AT_TIMESTAMP" => ShardFilter::AtTimestamp(opt_time_ms(f, "Timestamp")?.ok_or_else(|| missing("Timestamp"))?),
-                    "FROM_TIMESTAMP" => ShardFilter::FromTimestamp(opt_time_ms(f, "Timestamp")?.ok_or_else(|| missing("Timestamp"))?),
-                    other => return Err(fault("ValidationException", format!("Unknown ShardFilter type {other}"))),
+                    "AFTER_SHARD_ID" => {
+                        ShardFilter::AfterShardId(req_str(f, "ShardId")?.to_string())
+                    }
+                    "AT_TIMESTAMP" => ShardFilter::AtTimestamp(
+                        opt_time_ms(f, "Timestamp")?.ok_or_else(|| missing("Timestamp"))?,
+                    ),
+                    "FROM_TIMESTAMP" => ShardFilter::FromTimestamp(
+                        opt_time_ms(f, "Timestamp")?.ok_or_else(|| missing("Timestamp"))?,
+                    ),
+                    other => {
+                        return Err(fault(
+                            "ValidationException",
+                            format!("Unknown ShardFilter type {other}"),
+                        ))
+                    }
                 }),
             };
             let named = match (opt_str(v, "StreamARN")?, opt_str(v, "StreamName")?) {
@@ -558,10 +597,14 @@ fn dispatch(e: &Engine, op: &str, v: &Value) -> Result<Option<Value>, Fault> {
                 sequence_number_for_ordering: opt_str(v, "SequenceNumberForOrdering")?,
             };
             let out = e.put_record(&stream(v)?, &input)?;
-            Some(json!({"ShardId": out.shard_id.to_string(), "SequenceNumber": out.sequence_number.to_string()}))
+            Some(
+                json!({"ShardId": out.shard_id.to_string(), "SequenceNumber": out.sequence_number.to_string()}),
+            )
         }
         "PutRecords" => {
-            let Some(Value::Array(items)) = v.get("Records") else { return Err(missing("Records")) };
+            let Some(Value::Array(items)) = v.get("Records") else {
+                return Err(missing("Records"));
+            };
             let mut owned = Vec::with_capacity(items.len());
             for item in items {
                 owned.push((
@@ -572,7 +615,12 @@ fn dispatch(e: &Engine, op: &str, v: &Value) -> Result<Option<Value>, Fault> {
             }
             let input: Vec<PutRecordInput<'_>> = owned
                 .iter()
-                .map(|(k, d, h)| PutRecordInput { partition_key: k, data: d, explicit_hash_key: h.as_deref(), sequence_number_for_ordering: None })
+                .map(|(k, d, h)| PutRecordInput {
+                    partition_key: k,
+                    data: d,
+                    explicit_hash_key: h.as_deref(),
+                    sequence_number_for_ordering: None,
+                })
                 .collect();
             let out = e.put_records(&stream(v)?, &input)?;
             Some(json!({
@@ -617,15 +665,27 @@ fn dispatch(e: &Engine, op: &str, v: &Value) -> Result<Option<Value>, Fault> {
             Some(r)
         }
         "SplitShard" => {
-            e.split_shard(&stream(v)?, req_str(v, "ShardToSplit")?, req_str(v, "NewStartingHashKey")?)?;
+            e.split_shard(
+                &stream(v)?,
+                req_str(v, "ShardToSplit")?,
+                req_str(v, "NewStartingHashKey")?,
+            )?;
             None
         }
         "MergeShards" => {
-            e.merge_shards(&stream(v)?, req_str(v, "ShardToMerge")?, req_str(v, "AdjacentShardToMerge")?)?;
+            e.merge_shards(
+                &stream(v)?,
+                req_str(v, "ShardToMerge")?,
+                req_str(v, "AdjacentShardToMerge")?,
+            )?;
             None
         }
         "UpdateShardCount" => {
-            let out = e.update_shard_count(&stream(v)?, req_u32(v, "TargetShardCount")?, req_str(v, "ScalingType")?)?;
+            let out = e.update_shard_count(
+                &stream(v)?,
+                req_u32(v, "TargetShardCount")?,
+                req_str(v, "ScalingType")?,
+            )?;
             Some(json!({"StreamName": out.stream_name, "StreamARN": out.stream_arn,
                 "CurrentShardCount": out.current_shard_count, "TargetShardCount": out.target_shard_count}))
         }
@@ -638,7 +698,8 @@ fn dispatch(e: &Engine, op: &str, v: &Value) -> Result<Option<Value>, Fault> {
             None
         }
         "RegisterStreamConsumer" => {
-            let c = e.register_stream_consumer(req_str(v, "StreamARN")?, req_str(v, "ConsumerName")?)?;
+            let c =
+                e.register_stream_consumer(req_str(v, "StreamARN")?, req_str(v, "ConsumerName")?)?;
             Some(json!({"Consumer": consumer_json(&c, false)}))
         }
         "DeregisterStreamConsumer" => {
@@ -650,7 +711,11 @@ fn dispatch(e: &Engine, op: &str, v: &Value) -> Result<Option<Value>, Fault> {
             Some(json!({"ConsumerDescription": consumer_json(&c, true)}))
         }
         "ListStreamConsumers" => {
-            let out = e.list_stream_consumers(req_str(v, "StreamARN")?, opt_u32(v, "MaxResults")?, opt_str(v, "NextToken")?)?;
+            let out = e.list_stream_consumers(
+                req_str(v, "StreamARN")?,
+                opt_u32(v, "MaxResults")?,
+                opt_str(v, "NextToken")?,
+            )?;
             let mut r = json!({"Consumers": out.consumers.iter().map(|c| consumer_json(c, false)).collect::<Vec<_>>()});
             if let Some(t) = out.next_token {
                 r["NextToken"] = json!(t);
@@ -663,28 +728,186 @@ fn dispatch(e: &Engine, op: &str, v: &Value) -> Result<Option<Value>, Fault> {
         }
         "RemoveTagsFromStream" => {
             let keys: Vec<String> = match v.get("TagKeys") {
-                Some(Value::Array(a)) => a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect(),
+                Some(Value::Array(a)) => {
+                    a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect()
+                }
                 _ => return Err(missing("TagKeys")),
             };
             e.remove_tags_from_stream(&stream(v)?, &keys)?;
             None
         }
         "ListTagsForStream" => {
-            let out = e.list_tags_for_stream(&stream(v)?, opt_str(v, "ExclusiveStartTagKey")?, opt_u32(v, "Limit")?)?;
-            Some(json!({"Tags": out.tags.iter().map(|(k, val)| json!({"Key": k, "Value": val})).collect::<Vec<_>>(),
-                "HasMoreTags": out.has_more_tags}))
+            let out = e.list_tags_for_stream(
+                &stream(v)?,
+                opt_str(v, "ExclusiveStartTagKey")?,
+                opt_u32(v, "Limit")?,
+            )?;
+            Some(
+                json!({"Tags": out.tags.iter().map(|(k, val)| json!({"Key": k, "Value": val})).collect::<Vec<_>>(),
+                "HasMoreTags": out.has_more_tags}),
+            )
         }
         "DescribeLimits" => {
             let l = e.describe_limits()?;
             Some(json!({"ShardLimit": l.shard_limit, "OpenShardCount": l.open_shard_count,
                 "OnDemandStreamCount": l.on_demand_stream_count, "OnDemandStreamCountLimit": l.on_demand_stream_count_limit}))
         }
-        "SubscribeToShard" => {
-            return Err(fault(
-                "InvalidArgumentException",
-                "SubscribeToShard over the Kinesis HTTP API (event stream) is not available yet; use the binary protocol or GetRecords.",
-            ))
+        _ => {
+            return Err(Fault {
+                code: "UnknownOperationException".into(),
+                message: None,
+                status: 400,
+            })
         }
-        _ => return Err(Fault { code: "UnknownOperationException".into(), message: None, status: 400 }),
     })
+}
+
+// ---- SubscribeToShard over HTTP: the AWS event stream ----
+
+/// One event-stream message: prelude (total length, headers length, CRC), headers (string
+/// values, type 7), payload, CRC of everything before it; all big-endian.
+fn event_message(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
+    let mut h = Vec::new();
+    for (name, value) in headers {
+        h.push(name.len() as u8);
+        h.extend_from_slice(name.as_bytes());
+        h.push(7);
+        h.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        h.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + h.len() + payload.len() + 4;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&(total as u32).to_be_bytes());
+    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    let prelude_crc = crc32fast::hash(&out);
+    out.extend_from_slice(&prelude_crc.to_be_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    Bytes::from(out)
+}
+
+/// The streamed body of a subscription.
+struct EventBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for EventBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|m| m.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// Checks a SubscribeToShard request and returns the starting iterator and the consumer's
+/// ARN. Errors here are ordinary JSON errors (before any event).
+fn start_subscription(e: &Engine, v: &Value) -> Result<(String, String), Fault> {
+    let arn = req_str(v, "ConsumerARN")?;
+    let shard = req_str(v, "ShardId")?;
+    let Some(position) = v.get("StartingPosition") else { return Err(missing("StartingPosition")) };
+    let kind = iterator_type(req_str(position, "Type")?)?;
+    let consumer = e.describe_stream_consumer(ConsumerRef::Arn(arn))?;
+    let iterator = e.subscribe_to_shard(
+        &consumer.stream_arn,
+        &consumer.consumer_name,
+        shard,
+        kind,
+        opt_str(position, "SequenceNumber")?,
+        opt_time_ms(position, "Timestamp")?,
+    )?;
+    Ok((iterator, consumer.consumer_arn))
+}
+
+/// Sends events until the subscription's 5 minutes are over, the shard ends, or the client
+/// goes. A full channel (the client reads slowly) holds the loop back: the records wait in
+/// the log, not in memory.
+async fn stream_events(
+    e: Engine,
+    mut iterator: String,
+    _consumer: String,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let json_headers = |event: &'static str| {
+        vec![
+            (":event-type", event),
+            (":content-type", "application/x-amz-json-1.1"),
+            (":message-type", "event"),
+        ]
+    };
+    if tx.send(event_message(&json_headers("initial-response"), b"{}")).await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let page = {
+            let (e, it) = (e.clone(), iterator.clone());
+            tokio::task::spawn_blocking(move || e.subscription_page(&it, Some(10_000))).await
+        };
+        let (raw, records) = match page {
+            Ok(Ok(page)) => page,
+            Ok(Err(err)) => {
+                let body =
+                    serde_json::to_vec(&json!({"message": err.to_string()})).unwrap_or_default();
+                let headers = [
+                    (":exception-type", err.kinesis_name()),
+                    (":content-type", "application/x-amz-json-1.1"),
+                    (":message-type", "exception"),
+                ];
+                let _ = tx.send(event_message(&headers, &body)).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        let mut event = json!({
+            "Records": records.iter().map(|rec| json!({
+                "SequenceNumber": rec.sequence_number.to_string(),
+                "ApproximateArrivalTimestamp": seconds(rec.approximate_arrival_ms),
+                "Data": base64::engine::general_purpose::STANDARD.encode(&rec.data),
+                "PartitionKey": rec.partition_key_str(),
+            })).collect::<Vec<_>>(),
+            "MillisBehindLatest": raw.millis_behind_latest,
+        });
+        let end = raw.next_shard_iterator.is_none();
+        if end {
+            event["ChildShards"] = json!(raw.child_shards.iter().flatten().map(|c| json!({
+                "ShardId": c.shard_id, "ParentShards": c.parent_shards,
+                "HashKeyRange": {"StartingHashKey": c.hash_key_range.start.to_string(), "EndingHashKey": c.hash_key_range.end.to_string()},
+            })).collect::<Vec<_>>());
+        } else {
+            let continuation = if raw.to_position == 0 {
+                riffle_engine::SequenceNumber::starting(raw.shard_index, raw.stream_epoch)
+            } else {
+                riffle_engine::SequenceNumber::record(
+                    raw.shard_index,
+                    raw.stream_epoch,
+                    raw.to_position - 1,
+                )
+            };
+            event["ContinuationSequenceNumber"] = json!(continuation.to_string());
+        }
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        if tx.send(event_message(&json_headers("SubscribeToShardEvent"), &payload)).await.is_err()
+            || end
+        {
+            return;
+        }
+        let Some(next) = raw.next_shard_iterator else { return };
+        iterator = next;
+        if tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        if records.is_empty() {
+            let Ok(arrival) = e.wait_for_records(&iterator) else { return };
+            tokio::select! {
+                _ = arrival => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    }
 }

@@ -433,6 +433,27 @@ impl Engine {
         self.read_window(shard_iterator, limit, false, |_, _, _| {})
     }
 
+    /// One page of a push subscription, decoded: the window (for the continuation sequence
+    /// number) and its records, outside the shared read limits like
+    /// [`Engine::read_for_subscription`].
+    pub fn subscription_page(
+        &self,
+        shard_iterator: &str,
+        limit: Option<u32>,
+    ) -> Result<(RawRecords, Vec<StoredRecord>)> {
+        let mut records = Vec::new();
+        let window =
+            self.read_window(shard_iterator, limit, false, |bytes, record, sequence_number| {
+                records.push(StoredRecord {
+                    sequence_number,
+                    approximate_arrival_ms: record.timestamp_ms,
+                    partition_key: bytes.slice_ref(record.partition_key),
+                    data: bytes.slice_ref(record.data),
+                });
+            })?;
+        Ok((window, records))
+    }
+
     /// Starts an enhanced fan-out subscription (`SubscribeToShard`): checks that the
     /// consumer is registered on the stream and ACTIVE and that the shard exists, and returns
     /// an iterator at the starting position (the same rules as `get_shard_iterator`). The

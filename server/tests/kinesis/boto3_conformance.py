@@ -86,6 +86,28 @@ check(consumer["ConsumerName"] == "billing" and consumer["ConsumerARN"].startswi
 described = k.describe_stream_consumer(ConsumerARN=consumer["ConsumerARN"])["ConsumerDescription"]
 check(described["ConsumerStatus"] == "ACTIVE", described)
 check(len(k.list_stream_consumers(StreamARN=arn)["Consumers"]) == 1, "list consumers")
+
+# Enhanced fan-out: SubscribeToShard over the event stream.
+open_shard = k.list_shards(StreamName="orders", ShardFilter={"Type": "AT_LATEST"})["Shards"][0]
+start_key = open_shard["HashKeyRange"]["StartingHashKey"]
+pushed = k.put_record(StreamName="orders", PartitionKey="p", ExplicitHashKey=start_key, Data=b"pushed")
+check(pushed["ShardId"] == open_shard["ShardId"], (pushed, open_shard))
+stream_events = k.subscribe_to_shard(
+    ConsumerARN=consumer["ConsumerARN"], ShardId=open_shard["ShardId"], StartingPosition={"Type": "TRIM_HORIZON"}
+)["EventStream"]
+found = None
+for n, event in enumerate(stream_events):
+    body = event["SubscribeToShardEvent"]
+    check("ContinuationSequenceNumber" in body and "MillisBehindLatest" in body, body)
+    for r in body["Records"]:
+        if r["Data"] == b"pushed":
+            found = r
+    if found or n > 20:
+        break
+check(found is not None and found["SequenceNumber"] == pushed["SequenceNumber"], "the pushed record arrives by SubscribeToShard")
+code, _ = error_code(k.subscribe_to_shard, ConsumerARN=arn + "/consumer/nobody:1", ShardId=open_shard["ShardId"],
+                     StartingPosition={"Type": "LATEST"})
+check(code == "ResourceNotFoundException", code)
 k.deregister_stream_consumer(StreamARN=arn, ConsumerName="billing")
 
 names = k.list_streams()["StreamNames"]
