@@ -10,10 +10,10 @@ if command -v rustup >/dev/null 2>&1; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
-# The Kinesis API tests drive riffled with boto3 (from PyPI).
-if ! python3 -c 'import boto3' >/dev/null 2>&1; then
-    echo "== installing boto3 for the Kinesis API tests"
-    python3 -m pip install --quiet boto3
+# The Kinesis API tests drive riffled with boto3 and the AWS CLI (both from PyPI).
+if ! python3 -c 'import boto3' >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1; then
+    echo "== installing boto3 and the AWS CLI for the Kinesis API tests"
+    python3 -m pip install --quiet boto3 awscli
 fi
 
 echo "== cargo fmt --check"

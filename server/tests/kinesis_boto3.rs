@@ -221,3 +221,47 @@ print(code(client("AKIDRIFFLE", "s3cret")), code(client("AKIDRIFFLE", "wrong")),
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The AWS CLI (from PyPI; `scripts/test.sh` installs it) drives the same API.
+#[test]
+fn the_aws_cli_runs_its_conformance_script_against_riffled() {
+    let has_cli = Command::new("aws").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        has_cli,
+        "the AWS CLI is needed: python3 -m pip install awscli (scripts/test.sh does it)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kinesis-listen",
+            "127.0.0.1:0",
+            "--no-limits",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start riffled");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut endpoint = String::new();
+    for _ in 0..2 {
+        let line = lines.next().expect("a line").expect("read");
+        if let Some(a) = line.strip_prefix("kinesis api listening on ") {
+            endpoint = format!("http://{a}");
+        }
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kinesis/aws_cli.sh");
+    let out = Command::new("bash").arg(&script).arg(&endpoint).output().expect("run the script");
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("aws cli conformance: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
