@@ -11,7 +11,7 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 # The Kinesis API tests drive riffled with boto3 and the AWS CLI (both from PyPI).
-if ! python3 -c 'import boto3' >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1; then
+if ! python3 -c 'import boto3, awscli' >/dev/null 2>&1; then
     echo "== installing boto3 and the AWS CLI for the Kinesis API tests"
     python3 -m pip install --quiet boto3 awscli
 fi

@@ -4,7 +4,7 @@
 set -euo pipefail
 EP=$1
 export AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=secret AWS_DEFAULT_REGION=us-east-1
-k() { aws --endpoint-url "$EP" --output json kinesis "$@"; }
+k() { python3 -m awscli --endpoint-url "$EP" --output json kinesis "$@"; }
 fail() { echo "FAILED: $*"; exit 1; }
 
 k create-stream --stream-name cli --shard-count 2
