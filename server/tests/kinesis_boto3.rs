@@ -225,7 +225,8 @@ print(code(client("AKIDRIFFLE", "s3cret")), code(client("AKIDRIFFLE", "wrong")),
 /// The AWS CLI (from PyPI; `scripts/test.sh` installs it) drives the same API.
 #[test]
 fn the_aws_cli_runs_its_conformance_script_against_riffled() {
-    let has_cli = Command::new("python3").args(["-c", "import awscli"]).status().is_ok_and(|s| s.success());
+    let has_cli =
+        Command::new("python3").args(["-c", "import awscli"]).status().is_ok_and(|s| s.success());
     assert!(
         has_cli,
         "the AWS CLI is needed: python3 -m pip install awscli (scripts/test.sh does it)"
