@@ -5,27 +5,26 @@
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 
-#[test]
-fn boto3_runs_the_conformance_script_against_riffled() {
-    let has_boto3 =
-        Command::new("python3").args(["-c", "import boto3"]).status().is_ok_and(|s| s.success());
-    assert!(
-        has_boto3,
-        "python3 with boto3 is needed: python3 -m pip install boto3 (scripts/test.sh does it)"
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Starts `riffled` with the Kinesis API on an ephemeral port (plus `extra` flags); returns
+/// the process and the API's `http://` endpoint. The process is killed on drop.
+struct Daemon {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--kinesis-listen",
-            "127.0.0.1:0",
-            "--no-limits",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--kinesis-listen", "127.0.0.1:0", "--log-level", "warn"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start riffled");
@@ -37,12 +36,23 @@ fn boto3_runs_the_conformance_script_against_riffled() {
             endpoint = Some(format!("http://{addr}"));
         }
     }
-    let endpoint = endpoint.expect("the Kinesis API address");
+    Daemon { child, endpoint: endpoint.expect("the Kinesis API address") }
+}
+
+#[test]
+fn boto3_runs_the_conformance_script_against_riffled() {
+    let has_boto3 =
+        Command::new("python3").args(["-c", "import boto3"]).status().is_ok_and(|s| s.success());
+    assert!(
+        has_boto3,
+        "python3 with boto3 is needed: python3 -m pip install boto3 (scripts/test.sh does it)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = start(dir.path(), &["--no-limits"]);
+    let endpoint = daemon.endpoint.clone();
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kinesis/boto3_conformance.py");
     let out = Command::new("python3").arg(&script).arg(&endpoint).output().expect("run python3");
-    let _ = child.kill();
-    let _ = child.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "boto3 conformance failed:\n{stdout}\n{stderr}");
@@ -93,29 +103,8 @@ fn get<'a>(v: &'a ciborium::Value, key: &str) -> &'a ciborium::Value {
 fn the_kinesis_api_speaks_cbor() {
     use ciborium::Value as C;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--kinesis-listen",
-            "127.0.0.1:0",
-            "--no-limits",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start riffled");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut addr = String::new();
-    for _ in 0..2 {
-        let line = lines.next().expect("a line").expect("read");
-        if let Some(a) = line.strip_prefix("kinesis api listening on ") {
-            addr = a.to_string();
-        }
-    }
+    let daemon = start(dir.path(), &["--no-limits"]);
+    let addr = daemon.endpoint.trim_start_matches("http://").to_string();
     let map = |pairs: Vec<(&str, C)>| {
         C::Map(pairs.into_iter().map(|(k, v)| (C::Text(k.into()), v)).collect())
     };
@@ -161,8 +150,6 @@ fn the_kinesis_api_speaks_cbor() {
     );
     assert_eq!(status, 400);
     assert_eq!(get(&err, "__type").as_text(), Some("ResourceNotFoundException"));
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// With `--credentials`, boto3 signed with the right key works; a wrong secret and an
@@ -170,30 +157,8 @@ fn the_kinesis_api_speaks_cbor() {
 #[test]
 fn sigv4_signatures_are_verified_when_credentials_are_configured() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--kinesis-listen",
-            "127.0.0.1:0",
-            "--credentials",
-            "AKIDRIFFLE:s3cret",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start riffled");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut addr = String::new();
-    for _ in 0..2 {
-        let line = lines.next().expect("a line").expect("read");
-        if let Some(a) = line.strip_prefix("kinesis api listening on ") {
-            addr = a.to_string();
-        }
-    }
+    let daemon = start(dir.path(), &["--credentials", "AKIDRIFFLE:s3cret"]);
+    let addr = daemon.endpoint.trim_start_matches("http://").to_string();
     let script = format!(
         r#"
 import boto3, botocore, sys
@@ -211,8 +176,6 @@ print(code(client("AKIDRIFFLE", "s3cret")), code(client("AKIDRIFFLE", "wrong")),
 "#
     );
     let out = Command::new("python3").args(["-c", &script]).output().expect("python3");
-    let _ = child.kill();
-    let _ = child.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.trim(),
@@ -232,33 +195,10 @@ fn the_aws_cli_runs_its_conformance_script_against_riffled() {
         "the AWS CLI is needed: python3 -m pip install awscli (scripts/test.sh does it)"
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--kinesis-listen",
-            "127.0.0.1:0",
-            "--no-limits",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start riffled");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut endpoint = String::new();
-    for _ in 0..2 {
-        let line = lines.next().expect("a line").expect("read");
-        if let Some(a) = line.strip_prefix("kinesis api listening on ") {
-            endpoint = format!("http://{a}");
-        }
-    }
+    let daemon = start(dir.path(), &["--no-limits"]);
+    let endpoint = daemon.endpoint.clone();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kinesis/aws_cli.sh");
     let out = Command::new("bash").arg(&script).arg(&endpoint).output().expect("run the script");
-    let _ = child.kill();
-    let _ = child.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("aws cli conformance: ok"),
