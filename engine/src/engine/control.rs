@@ -49,6 +49,15 @@ struct NamePage {
     issued_ms: u64,
 }
 
+/// A page size: `value` checked against the model's `1..=10000`, then `default` if absent
+/// and at most `cap` (larger values behave as `cap`, as in Kinesis).
+fn page_size(value: Option<u32>, path: &str, default: u32, cap: u32) -> Result<usize> {
+    if let Some(v) = value {
+        int_range(v, path, 1, 10_000)?;
+    }
+    Ok(value.unwrap_or(default).min(cap) as usize)
+}
+
 fn int_range(value: u32, path: &str, min: u32, max: u32) -> Result<()> {
     if value < min {
         return Err(validation(
@@ -136,6 +145,19 @@ impl Engine {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Commits `catalog` (a change to stream `name` only) and publishes the stream's new
+    /// view, under the view's write lock.
+    fn commit_stream(
+        &self,
+        control: &mut super::Control,
+        catalog: crate::catalog::Catalog,
+        name: &str,
+    ) -> Result<()> {
+        let state = self.stream_state(name).ok_or_else(|| self.msg().stream_not_found(name))?;
+        let mut view = state.write();
+        self.commit_and_publish(control, catalog, &state, &mut view)
     }
 
     /// `CreateStream`. `shard_count` is required for provisioned streams (the default
@@ -303,10 +325,7 @@ impl Engine {
         exclusive_start_shard_id: Option<&str>,
     ) -> Result<StreamDescription> {
         self.enter()?;
-        if let Some(limit) = limit {
-            int_range(limit, "limit", 1, 10_000)?;
-        }
-        let limit = limit.unwrap_or(100).min(100) as usize;
+        let limit = page_size(limit, "limit", 100, 100)?;
         let state = self.stream(stream)?;
         let view = state.read();
         let meta = &view.meta;
@@ -363,10 +382,7 @@ impl Engine {
         next_token: Option<&str>,
     ) -> Result<ListStreamsOutput> {
         self.enter()?;
-        if let Some(limit) = limit {
-            int_range(limit, "limit", 1, 10_000)?;
-        }
-        let limit = limit.unwrap_or(100).min(100) as usize;
+        let limit = page_size(limit, "limit", 100, 100)?;
         let now = self.now();
         let after = match next_token {
             Some(token) => {
@@ -428,10 +444,7 @@ impl Engine {
     /// `ListShards`, with paging and every `ShardFilter` type.
     pub fn list_shards(&self, input: &ListShardsInput<'_>) -> Result<ListShardsOutput> {
         self.enter()?;
-        if let Some(max) = input.max_results {
-            int_range(max, "maxResults", 1, 10_000)?;
-        }
-        let max = input.max_results.unwrap_or(1000).min(1000) as usize;
+        let max = page_size(input.max_results, "maxResults", 1000, 1000)?;
         let now = self.now();
         let (state, after, filter) = match (input.stream, input.next_token) {
             (None, None) => {
@@ -826,9 +839,7 @@ impl Engine {
             entry.trim_floor_ms = entry.trim_floor_ms.max(first_readable);
         }
         entry.retention_hours = hours;
-        let state = self.stream_state(&name).ok_or_else(|| self.msg().stream_not_found(&name))?;
-        let mut view = state.write();
-        self.commit_and_publish(&mut control, catalog, &state, &mut view)
+        self.commit_stream(&mut control, catalog, &name)
     }
 
     /// `UpdateStreamMode`: at most two switches per rolling 24 hours.
@@ -855,9 +866,7 @@ impl Engine {
         entry.mode_switches_ms.retain(|t| now.saturating_sub(*t) < DAY_MS);
         entry.mode_switches_ms.push(now);
         self.begin_update(entry, now);
-        let state = self.stream_state(&name).ok_or_else(|| self.msg().stream_not_found(&name))?;
-        let mut view = state.write();
-        self.commit_and_publish(&mut control, catalog, &state, &mut view)
+        self.commit_stream(&mut control, catalog, &name)
     }
 
     /// `DescribeLimits`.
@@ -958,9 +967,7 @@ impl Engine {
         };
         let mut catalog = control.catalog.clone();
         catalog.streams.get_mut(&name).expect("looked up above").consumers.push(consumer.clone());
-        let state = self.stream_state(&name).ok_or_else(|| self.msg().stream_not_found(&name))?;
-        let mut view = state.write();
-        self.commit_and_publish(&mut control, catalog, &state, &mut view)?;
+        self.commit_stream(&mut control, catalog, &name)?;
         Ok(self.consumer_out(&name, &consumer))
     }
 
@@ -1022,10 +1029,7 @@ impl Engine {
         next_token: Option<&str>,
     ) -> Result<ListConsumersOutput> {
         self.enter()?;
-        if let Some(max) = max_results {
-            int_range(max, "maxResults", 1, 10_000)?;
-        }
-        let max = max_results.unwrap_or(100).min(100) as usize;
+        let max = page_size(max_results, "maxResults", 100, 100)?;
         let state = self.stream(stream)?;
         let now = self.now();
         let after = match next_token {
@@ -1132,9 +1136,7 @@ impl Engine {
         let name = self.meta_for_change(control, stream)?.name.clone();
         let mut catalog = control.catalog.clone();
         catalog.streams.get_mut(&name).expect("looked up above").tags = tags;
-        let state = self.stream_state(&name).ok_or_else(|| self.msg().stream_not_found(&name))?;
-        let mut view = state.write();
-        self.commit_and_publish(control, catalog, &state, &mut view)
+        self.commit_stream(control, catalog, &name)
     }
 
     /// `ListTagsForStream`: tags in key order after `exclusive_start_tag_key`, at most
