@@ -40,7 +40,8 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// System under test: `engine` (in-process) or `server` (a riffled at `--endpoint`).
+    /// System under test: `engine` (in-process), `server` (riffled's binary protocol at
+    /// `--endpoint`) or `kinesis` (any Kinesis HTTP API at `--endpoint http://host:port`).
     #[arg(long, default_value = "engine")]
     target: String,
     /// Server target: address of riffled.
@@ -163,7 +164,10 @@ impl RunArgs {
                 &self.endpoint,
                 self.connections,
             )?)),
-            other => Err(format!("unknown target {other:?}: `engine` or `server`")),
+            "kinesis" => {
+                Ok(Box::new(riffle_bench::target::KinesisTarget::connect(&self.endpoint)?))
+            }
+            other => Err(format!("unknown target {other:?}: `engine`, `server` or `kinesis`")),
         }
     }
 }

@@ -499,3 +499,202 @@ impl Target for ServerTarget {
         }
     }
 }
+
+/// Any Kinesis-compatible HTTP endpoint (AWS JSON 1.1, unsigned): Riffle's Kinesis API, or
+/// another implementation. Requests go through a pooled HTTP/1.1 client on a background
+/// runtime.
+pub struct KinesisTarget {
+    runtime: tokio::runtime::Runtime,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    endpoint: String,
+}
+
+impl KinesisTarget {
+    /// A client of the endpoint (`http://host:port`).
+    pub fn connect(endpoint: &str) -> Result<Self, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("runtime: {e}"))?;
+        let client = {
+            let _guard = runtime.enter();
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(64)
+                .build_http()
+        };
+        Ok(KinesisTarget { runtime, client, endpoint: endpoint.trim_end_matches('/').to_string() })
+    }
+
+    fn request(
+        &self,
+        operation: &str,
+        body: serde_json::Value,
+    ) -> impl std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'static {
+        let client = self.client.clone();
+        let uri = format!("{}/", self.endpoint);
+        let operation = operation.to_string();
+        async move {
+            use http_body_util::BodyExt;
+            let request = http::Request::post(uri)
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+                .map_err(|e| e.to_string())?;
+            let response = client.request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+            let value: serde_json::Value = if bytes.is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| e.to_string())?
+            };
+            if status.is_success() {
+                Ok(value)
+            } else {
+                Err(format!(
+                    "{}: {}",
+                    value["__type"].as_str().unwrap_or("error"),
+                    value["message"].as_str().or(value["Message"].as_str()).unwrap_or("")
+                ))
+            }
+        }
+    }
+
+    fn call(&self, operation: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
+        self.runtime.block_on(self.request(operation, body))
+    }
+}
+
+impl Target for KinesisTarget {
+    fn describe(&self) -> String {
+        format!("Kinesis API at {}", self.endpoint)
+    }
+
+    fn setup(&self, stream: &str, shards: u32) -> Result<(), String> {
+        use serde_json::json;
+        if self.call("DescribeStreamSummary", json!({"StreamName": stream})).is_ok() {
+            self.call(
+                "DeleteStream",
+                json!({"StreamName": stream, "EnforceConsumerDeletion": true}),
+            )?;
+        }
+        for _ in 0..200 {
+            match self.call("CreateStream", json!({"StreamName": stream, "ShardCount": shards})) {
+                Ok(_) => break,
+                Err(e) if e.starts_with("ResourceInUseException") => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for _ in 0..200 {
+            if let Ok(v) = self.call("DescribeStreamSummary", json!({"StreamName": stream})) {
+                if v["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE" {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Err(format!("stream {stream} did not become ACTIVE"))
+    }
+
+    fn put(&self, stream: &str, records: &[(String, Vec<u8>)]) -> Box<dyn PendingPut> {
+        use base64::Engine as _;
+        let encode = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let n = records.len() as u64;
+        let (operation, body) = if records.len() == 1 {
+            (
+                "PutRecord",
+                serde_json::json!({"StreamName": stream, "PartitionKey": records[0].0, "Data": encode(&records[0].1)}),
+            )
+        } else {
+            let entries: Vec<serde_json::Value> = records
+                .iter()
+                .map(|(k, d)| serde_json::json!({"PartitionKey": k, "Data": encode(d)}))
+                .collect();
+            ("PutRecords", serde_json::json!({"StreamName": stream, "Records": entries}))
+        };
+        let future = self.request(operation, body);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.runtime.spawn(async move {
+            let outcome = match future.await {
+                Ok(v) if v.get("Records").is_some() => {
+                    let mut o = PutOutcome::default();
+                    for r in v["Records"].as_array().into_iter().flatten() {
+                        match r["ErrorCode"].as_str() {
+                            None => o.ok += 1,
+                            Some(c) if c.starts_with("Provisioned") => o.throttled += 1,
+                            Some(_) => o.failed += 1,
+                        }
+                    }
+                    o
+                }
+                Ok(_) => PutOutcome { ok: n, ..PutOutcome::default() },
+                Err(e) if e.starts_with("Provisioned") => {
+                    PutOutcome { throttled: n, ..PutOutcome::default() }
+                }
+                Err(_) => PutOutcome { failed: n, ..PutOutcome::default() },
+            };
+            let _ = tx.send(outcome);
+        });
+        Box::new(ServerPending(rx))
+    }
+
+    fn shards(&self, stream: &str) -> Result<Vec<String>, String> {
+        let v = self.call("ListShards", serde_json::json!({"StreamName": stream}))?;
+        Ok(v["Shards"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["ShardId"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    fn iterator(&self, stream: &str, shard: &str, latest: bool) -> Result<String, String> {
+        let kind = if latest { "LATEST" } else { "TRIM_HORIZON" };
+        let v = self.call(
+            "GetShardIterator",
+            serde_json::json!({"StreamName": stream, "ShardId": shard, "ShardIteratorType": kind}),
+        )?;
+        v["ShardIterator"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| "no ShardIterator".to_string())
+    }
+
+    fn get_records(&self, iterator: &str, limit: u32) -> Result<ReadPage, String> {
+        use base64::Engine as _;
+        match self
+            .call("GetRecords", serde_json::json!({"ShardIterator": iterator, "Limit": limit}))
+        {
+            Ok(v) => {
+                let records = v["Records"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        let data = base64::engine::general_purpose::STANDARD
+                            .decode(r["Data"].as_str().unwrap_or(""))
+                            .map_err(|e| e.to_string())?;
+                        Ok(ReadRecord { data: bytes::Bytes::from(data) })
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                Ok(ReadPage {
+                    records,
+                    next: v["NextShardIterator"].as_str().map(str::to_string),
+                    throttled: false,
+                })
+            }
+            Err(e) if e.starts_with("ProvisionedThroughputExceeded") => Ok(ReadPage {
+                records: Vec::new(),
+                next: Some(iterator.to_string()),
+                throttled: true,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}

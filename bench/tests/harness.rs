@@ -140,3 +140,42 @@ fn the_server_target_produces_and_pushes_through_a_real_daemon() {
     drop(target);
     daemon.shutdown();
 }
+
+/// The Kinesis HTTP target against an in-process Kinesis API: produce and poll-consume,
+/// every record checked.
+#[test]
+fn the_kinesis_target_runs_against_the_kinesis_api() {
+    use riffle_bench::target::KinesisTarget;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = riffle_engine::Engine::open(
+        dir.path(),
+        riffle_engine::EngineConfig {
+            commit: riffle_engine::CommitConfig {
+                durability: Durability::Sync,
+                io_backend: IoBackend::Std,
+            },
+            limits: riffle_engine::LimitsConfig::unlimited(),
+            maintenance_interval_ms: 0,
+            ..riffle_engine::EngineConfig::default()
+        },
+    )
+    .expect("engine");
+    let api = riffle_server::kinesis::KinesisApi::start(
+        "127.0.0.1:0".parse().expect("address"),
+        engine,
+        1,
+        None,
+    )
+    .expect("kinesis api");
+    let target = KinesisTarget::connect(&format!("http://{}", api.local_addr())).expect("client");
+    // Window 1: pipelined HTTP requests of one producer may be applied out of order.
+    let mut c = config(Workload::EndToEnd);
+    c.window = 1;
+    let result = run(&target, &c).expect("e2e run");
+    assert_eq!(result.produced.records, 1500);
+    let consumed = result.consumed.clone().expect("consumed");
+    assert_eq!(consumed.records, 1500);
+    assert_eq!((consumed.corrupt, consumed.out_of_order, consumed.errors), (0, 0, 0));
+    drop(target);
+    api.shutdown();
+}
