@@ -1,9 +1,12 @@
-//! riffle-server: the thread-per-core io_uring daemon `riffled`, the binary protocol, the
-//! Rust client and the `riffle` CLI.
+//! riffle-server: Riffle's front ends over the engine, and their clients.
 //!
-//! Built so far: the protocol codec ([`protocol`]), specified in `server/PROTOCOL.md`, and
-//! the transport-independent request dispatcher ([`service`]). The daemon, client and CLI
-//! are in progress (issue 4); the engine (`riffle-engine`) is usable on its own today.
+//! - [`daemon`]: `riffled`'s network side, thread-per-core (tokio-uring per core, epoll
+//!   fallback), serving the binary protocol ([`protocol`], specified in
+//!   `server/PROTOCOL.md`) through [`service`], with push fan-out subscriptions.
+//! - [`kinesis`]: the Kinesis Data Streams HTTP API (AWS JSON 1.1 and CBOR, the
+//!   SubscribeToShard event stream, [`sigv4`] verification) for boto3, the AWS CLI and SDKs.
+//! - [`client`]: an async client (pipelining, subscriptions, retries) and a blocking one;
+//!   the `riffle` CLI is built on the blocking one.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
