@@ -165,6 +165,7 @@ fn the_kinesis_target_runs_against_the_kinesis_api() {
         engine,
         1,
         None,
+        std::sync::Arc::default(),
     )
     .expect("kinesis api");
     let target = KinesisTarget::connect(&format!("http://{}", api.local_addr())).expect("client");

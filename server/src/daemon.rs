@@ -541,12 +541,8 @@ async fn subscribe(
     };
     let seq = starting_sequence_number.map(|n| n.to_string());
     // SubscribeToShard's rules, across connections: keyed by stream, consumer and shard.
-    let shard_key = riffle_engine::sequence::parse_shard_id(&shard_id)
-        .map_or_else(|| shard_id.clone(), riffle_engine::sequence::shard_id);
-    let claim = match service
-        .subscriptions()
-        .claim(format!("{stream}/{consumer_name}/{shard_key}"), std::time::Instant::now())
-    {
+    let key = crate::service::subscription_key(&stream, &consumer_name, &shard_id);
+    let claim = match service.subscriptions().claim(key, std::time::Instant::now()) {
         Ok(claim) => claim,
         Err(e) => {
             let _ = tx.send(Reply::error(id, opcode, e.kinesis_name(), &e.to_string()));
@@ -567,9 +563,8 @@ async fn subscribe(
             return;
         }
     };
-    service.subscriptions().started(&claim, std::time::Instant::now());
-    let _ended = ClaimGuard(service, &claim);
-    let taken_over = || claim.takeover.flag.load(std::sync::atomic::Ordering::Acquire);
+    claim.started();
+    let taken_over = || claim.taken_over();
     let limited = engine.config().limits.enabled;
     let rate = 2.0 * 1024.0 * 1024.0; // bytes per second per consumer per shard
     let started = tokio::time::Instant::now();
@@ -710,15 +705,6 @@ async fn subscribe(
         // Lifetime over while waiting for credit: end without data.
         let _ =
             tx.send(Reply::frame_parts(id, opcode, FLAG_EVENT | FLAG_END, Vec::new(), Vec::new()));
-    }
-}
-
-/// Marks a subscription's claim ended when the subscription returns.
-struct ClaimGuard<'a>(&'a Service, &'a crate::service::Claim);
-
-impl Drop for ClaimGuard<'_> {
-    fn drop(&mut self) {
-        self.0.subscriptions().ended(self.1);
     }
 }
 

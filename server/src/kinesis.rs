@@ -47,6 +47,7 @@ impl KinesisApi {
         engine: Engine,
         threads: usize,
         credentials: Option<crate::sigv4::Credentials>,
+        subscriptions: std::sync::Arc<crate::service::SubscriptionRegistry>,
     ) -> std::io::Result<KinesisApi> {
         let credentials = credentials.map(std::sync::Arc::new);
         let listener = std::net::TcpListener::bind(addr)?;
@@ -71,10 +72,14 @@ impl KinesisApi {
                             let _ = stream.set_nodelay(true);
                             let engine = engine.clone();
                             let credentials = credentials.clone();
+                            let subscriptions = std::sync::Arc::clone(&subscriptions);
                             tokio::spawn(async move {
                                 let service = hyper::service::service_fn(move |request| {
-                                    let (engine, credentials) = (engine.clone(), credentials.clone());
-                                    async move { Ok::<_, std::convert::Infallible>(handle(engine, credentials, request).await) }
+                                    let (engine, credentials, subscriptions) =
+                                        (engine.clone(), credentials.clone(), std::sync::Arc::clone(&subscriptions));
+                                    async move {
+                                        Ok::<_, std::convert::Infallible>(handle(engine, credentials, subscriptions, request).await)
+                                    }
                                 });
                                 let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
                                 let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
@@ -154,6 +159,7 @@ fn rand_id() -> u128 {
 async fn handle(
     engine: Engine,
     credentials: Option<std::sync::Arc<crate::sigv4::Credentials>>,
+    subscriptions: std::sync::Arc<crate::service::SubscriptionRegistry>,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<Body> {
     let content_type = request
@@ -242,10 +248,10 @@ async fn handle(
         }
     };
     if operation == "SubscribeToShard" {
-        return match start_subscription(&engine, &input) {
-            Ok((iterator, consumer)) => {
+        return match start_subscription(&engine, &subscriptions, &input) {
+            Ok((iterator, claim)) => {
                 let (tx, rx) = tokio::sync::mpsc::channel(4);
-                tokio::spawn(stream_events(engine, iterator, consumer, tx));
+                tokio::spawn(stream_events(engine, iterator, claim, tx));
                 let mut response = hyper::Response::new(EventBody(rx).boxed());
                 response.headers_mut().insert(
                     http::header::CONTENT_TYPE,
@@ -803,14 +809,22 @@ impl hyper::body::Body for EventBody {
     }
 }
 
-/// Checks a SubscribeToShard request and returns the starting iterator and the consumer's
-/// ARN. Errors here are ordinary JSON errors (before any event).
-fn start_subscription(e: &Engine, v: &Value) -> Result<(String, String), Fault> {
+/// Checks a SubscribeToShard request (including the rules per consumer and shard, shared
+/// with the binary protocol) and returns the starting iterator and the subscription's
+/// claim. Errors here are ordinary JSON errors (before any event).
+fn start_subscription(
+    e: &Engine,
+    subscriptions: &std::sync::Arc<crate::service::SubscriptionRegistry>,
+    v: &Value,
+) -> Result<(String, crate::service::Claim), Fault> {
     let arn = req_str(v, "ConsumerARN")?;
     let shard = req_str(v, "ShardId")?;
     let Some(position) = v.get("StartingPosition") else { return Err(missing("StartingPosition")) };
     let kind = iterator_type(req_str(position, "Type")?)?;
     let consumer = e.describe_stream_consumer(ConsumerRef::Arn(arn))?;
+    let key =
+        crate::service::subscription_key(&consumer.stream_arn, &consumer.consumer_name, shard);
+    let claim = subscriptions.claim(key, std::time::Instant::now())?;
     let iterator = e.subscribe_to_shard(
         &consumer.stream_arn,
         &consumer.consumer_name,
@@ -819,7 +833,8 @@ fn start_subscription(e: &Engine, v: &Value) -> Result<(String, String), Fault> 
         opt_str(position, "SequenceNumber")?,
         opt_time_ms(position, "Timestamp")?,
     )?;
-    Ok((iterator, consumer.consumer_arn))
+    claim.started();
+    Ok((iterator, claim))
 }
 
 /// Sends events until the subscription's 5 minutes are over, the shard ends, or the client
@@ -828,7 +843,7 @@ fn start_subscription(e: &Engine, v: &Value) -> Result<(String, String), Fault> 
 async fn stream_events(
     e: Engine,
     mut iterator: String,
-    _consumer: String,
+    claim: crate::service::Claim,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
     let json_headers = |event: &'static str| {
@@ -843,6 +858,17 @@ async fn stream_events(
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {
+        if claim.taken_over() {
+            let body = serde_json::to_vec(&json!({"message": "A newer subscription of this consumer to this shard took over."}))
+                .unwrap_or_default();
+            let headers = [
+                (":exception-type", "ResourceInUseException"),
+                (":content-type", "application/x-amz-json-1.1"),
+                (":message-type", "exception"),
+            ];
+            let _ = tx.send(event_message(&headers, &body)).await;
+            return;
+        }
         let page = {
             let (e, it) = (e.clone(), iterator.clone());
             tokio::task::spawn_blocking(move || e.subscription_page(&it, Some(10_000))).await
@@ -906,6 +932,7 @@ async fn stream_events(
                 _ = arrival => {}
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
+                _ = claim.takeover.notify.notified() => {}
                 _ = tx.closed() => return,
             }
         }

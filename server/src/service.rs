@@ -115,18 +115,51 @@ pub struct Takeover {
     pub notify: tokio::sync::Notify,
 }
 
-/// A subscription's claim on its consumer and shard.
+/// A subscription's claim on its consumer and shard; dropping it marks the subscription
+/// ended.
 #[derive(Debug)]
 pub struct Claim {
+    registry: std::sync::Arc<SubscriptionRegistry>,
     key: String,
     generation: u64,
     /// Fires when a newer subscription takes over.
     pub takeover: std::sync::Arc<Takeover>,
 }
 
+impl Claim {
+    /// The subscription started successfully (the 5-second rule counts from now).
+    pub fn started(&self) {
+        self.registry.started(self, std::time::Instant::now());
+    }
+
+    /// True once a newer subscription took over.
+    pub fn taken_over(&self) -> bool {
+        self.takeover.flag.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let registry = std::sync::Arc::clone(&self.registry);
+        registry.ended(self);
+    }
+}
+
+/// The key of the rules: stream name (an ARN is reduced to it), consumer, canonical shard id.
+pub fn subscription_key(stream: &str, consumer: &str, shard: &str) -> String {
+    let stream = stream.rsplit_once(":stream/").map_or(stream, |(_, name)| name);
+    let shard = riffle_engine::sequence::parse_shard_id(shard)
+        .map_or_else(|| shard.to_string(), riffle_engine::sequence::shard_id);
+    format!("{stream}/{consumer}/{shard}")
+}
+
 impl SubscriptionRegistry {
     /// Checks the rules for a call at `now` and, if it may proceed, records it.
-    pub fn claim(&self, key: String, now: std::time::Instant) -> Result<Claim, Error> {
+    pub fn claim(
+        self: &std::sync::Arc<Self>,
+        key: String,
+        now: std::time::Instant,
+    ) -> Result<Claim, Error> {
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let second = std::time::Duration::from_secs(1);
         let five = std::time::Duration::from_secs(5);
@@ -159,19 +192,17 @@ impl SubscriptionRegistry {
                 takeover: std::sync::Arc::clone(&takeover),
             },
         );
-        Ok(Claim { key, generation, takeover })
+        Ok(Claim { registry: std::sync::Arc::clone(self), key, generation, takeover })
     }
 
-    /// The claimed subscription started successfully.
-    pub fn started(&self, claim: &Claim, now: std::time::Instant) {
+    fn started(&self, claim: &Claim, now: std::time::Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(e) = entries.get_mut(&claim.key).filter(|e| e.generation == claim.generation) {
             e.started = Some(now);
         }
     }
 
-    /// The claimed subscription ended.
-    pub fn ended(&self, claim: &Claim) {
+    fn ended(&self, claim: &Claim) {
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(e) = entries.get_mut(&claim.key).filter(|e| e.generation == claim.generation) {
             e.started = None;
@@ -236,8 +267,8 @@ impl Service {
         Service { engine, subscriptions: std::sync::Arc::default() }
     }
 
-    /// The subscription registry shared by all connections.
-    pub fn subscriptions(&self) -> &SubscriptionRegistry {
+    /// The subscription registry shared by all connections (and the Kinesis API).
+    pub fn subscriptions(&self) -> &std::sync::Arc<SubscriptionRegistry> {
         &self.subscriptions
     }
 

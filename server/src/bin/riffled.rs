@@ -147,9 +147,10 @@ fn run(args: Args) -> Result<(), String> {
         },
     )
     .map_err(|e| format!("opening {}: {e}", args.data_dir.display()))?;
+    let service = Service::new(engine.clone());
     let daemon = Daemon::start(
         DaemonConfig { listen: args.listen, cores, ..DaemonConfig::default() },
-        Service::new(engine.clone()),
+        service.clone(),
     )
     .map_err(|e| format!("listening on {}: {e}", args.listen))?;
     let kinesis = match args.kinesis_listen.as_str() {
@@ -163,6 +164,7 @@ fn run(args: Args) -> Result<(), String> {
                     engine.clone(),
                     cores,
                     args.credentials.clone(),
+                    std::sync::Arc::clone(service.subscriptions()),
                 )
                 .map_err(|e| format!("Kinesis API on {addr}: {e}"))?,
             )

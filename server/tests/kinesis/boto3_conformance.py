@@ -105,6 +105,11 @@ for n, event in enumerate(stream_events):
     if found or n > 20:
         break
 check(found is not None and found["SequenceNumber"] == pushed["SequenceNumber"], "the pushed record arrives by SubscribeToShard")
+# The rules per consumer and shard (the first subscription is still open): at most one call
+# per second, and none within 5 s of a running subscription.
+code, _ = error_code(k.subscribe_to_shard, ConsumerARN=consumer["ConsumerARN"], ShardId=open_shard["ShardId"],
+                     StartingPosition={"Type": "LATEST"})
+check(code in ("LimitExceededException", "ResourceInUseException"), f"a second subscription at once: {code}")
 code, _ = error_code(k.subscribe_to_shard, ConsumerARN=arn + "/consumer/nobody:1", ShardId=open_shard["ShardId"],
                      StartingPosition={"Type": "LATEST"})
 check(code == "ResourceNotFoundException", code)
