@@ -43,8 +43,11 @@
 //!
 //! [`ManualClock`]: crate::ManualClock
 
+mod consumers;
 mod control;
 mod data;
+mod maintenance;
+mod reshape;
 pub mod types;
 
 use std::collections::BTreeMap;
