@@ -42,6 +42,20 @@ pub fn shard_dir(root: &Path, shard: usize) -> PathBuf {
     root.join(format!("shard-{shard}"))
 }
 
+/// A test's seed: `RIFFLE_TEST_SEED` if set, otherwise the clock's. Printed with `test`'s
+/// name so a failing run can be replayed.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = match std::env::var("RIFFLE_TEST_SEED") {
+        Ok(s) => s.trim().parse().expect("RIFFLE_TEST_SEED must be a u64"),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos() as u64,
+    };
+    println!("{test} seed: {seed} (replay the kill moments with RIFFLE_TEST_SEED={seed})");
+    seed
+}
+
 /// SplitMix64: a small, fast, well-mixed deterministic generator.
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);

@@ -27,7 +27,7 @@ use riffle_engine::{
     CommitConfig, Durability, Engine, EngineConfig, IoBackend, IteratorType, ListShardsInput,
     SequenceNumber,
 };
-use riffle_tests::SplitMix64;
+use riffle_tests::{test_seed, SplitMix64};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_riffle-engine-crash-child");
 const STALL_LIMIT: Duration = Duration::from_secs(20);
@@ -185,14 +185,7 @@ fn verify(root: &Path, acked: &[Ack]) -> usize {
 
 #[test]
 fn acknowledged_records_survive_kill_9_during_resharding() {
-    let seed = match std::env::var("RIFFLE_TEST_SEED") {
-        Ok(s) => s.trim().parse().expect("RIFFLE_TEST_SEED must be a u64"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos() as u64,
-    };
-    println!("engine kill9 seed: {seed} (replay the kill moments with RIFFLE_TEST_SEED={seed})");
+    let seed = test_seed("engine kill9");
     let mut rng = SplitMix64::new(seed);
     for backend in ["std", "auto"] {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 use riffle_engine::batch::{split_batches, RecordIter};
 use riffle_engine::{CommitConfig, CommitGroup, Durability, IoBackend, ShardLog};
 use riffle_tests::{
-    log_config, partition_key, record_data, record_id, shard_dir, Ack, ChildLine, RecordId,
-    SplitMix64, MAX_RECORDS_PER_APPEND,
+    log_config, partition_key, record_data, record_id, shard_dir, test_seed, Ack, ChildLine,
+    RecordId, SplitMix64, MAX_RECORDS_PER_APPEND,
 };
 
 const CHILD: &str = env!("CARGO_BIN_EXE_riffle-crash-child");
@@ -44,19 +44,6 @@ const SIGKILL: i32 = 9;
 /// How long the child may take to report `READY`, or its first acknowledgement, before the
 /// test gives up on it. A liveness bound, far above anything a working engine needs.
 const STALL_LIMIT: Duration = Duration::from_secs(20);
-
-/// The test's seed: `RIFFLE_TEST_SEED` if set, otherwise the clock's.
-fn seed(salt: u64) -> u64 {
-    let seed = match std::env::var("RIFFLE_TEST_SEED") {
-        Ok(s) => s.trim().parse().expect("RIFFLE_TEST_SEED must be a u64"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos() as u64,
-    };
-    println!("kill9 seed: {seed} (replay the kill moments with RIFFLE_TEST_SEED={seed})");
-    seed ^ salt
-}
 
 fn backend_arg(backend: IoBackend) -> &'static str {
     match backend {
@@ -309,7 +296,7 @@ fn verify(
 
 /// Kills and reopens the child `cycles` times per backend, checking the logs after each.
 fn crash_cycles(name: &str, salt: u64, shards: usize, threads: u32, cycles: u32) {
-    let mut rng = SplitMix64::new(seed(salt));
+    let mut rng = SplitMix64::new(test_seed("kill9") ^ salt);
     for backend in [IoBackend::Std, IoBackend::Auto] {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("data");
