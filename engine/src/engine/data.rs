@@ -395,16 +395,7 @@ impl Engine {
         shard_iterator: &str,
         limit: Option<u32>,
     ) -> Result<GetRecordsOutput> {
-        let mut records = Vec::new();
-        let window =
-            self.read_window(shard_iterator, limit, true, |bytes, record, sequence_number| {
-                records.push(StoredRecord {
-                    sequence_number,
-                    approximate_arrival_ms: record.timestamp_ms,
-                    partition_key: bytes.slice_ref(record.partition_key),
-                    data: bytes.slice_ref(record.data),
-                });
-            })?;
+        let (window, records) = self.read_decoded(shard_iterator, limit, true)?;
         Ok(GetRecordsOutput {
             records,
             next_shard_iterator: window.next_shard_iterator,
@@ -441,16 +432,31 @@ impl Engine {
         shard_iterator: &str,
         limit: Option<u32>,
     ) -> Result<(RawRecords, Vec<StoredRecord>)> {
+        self.read_decoded(shard_iterator, limit, false)
+    }
+
+    /// A read window with its records decoded (zero copy: keys and data are slices of the
+    /// segment mappings); `shared_limits` as in [`Engine::read_window`].
+    fn read_decoded(
+        &self,
+        shard_iterator: &str,
+        limit: Option<u32>,
+        shared_limits: bool,
+    ) -> Result<(RawRecords, Vec<StoredRecord>)> {
         let mut records = Vec::new();
-        let window =
-            self.read_window(shard_iterator, limit, false, |bytes, record, sequence_number| {
+        let window = self.read_window(
+            shard_iterator,
+            limit,
+            shared_limits,
+            |bytes, record, sequence_number| {
                 records.push(StoredRecord {
                     sequence_number,
                     approximate_arrival_ms: record.timestamp_ms,
                     partition_key: bytes.slice_ref(record.partition_key),
                     data: bytes.slice_ref(record.data),
                 });
-            })?;
+            },
+        )?;
         Ok((window, records))
     }
 
