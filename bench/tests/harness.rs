@@ -95,16 +95,11 @@ fn a_consume_run_reads_back_every_filled_record() {
     assert!(report::table(&result).contains("GetRecords call"));
 }
 
-/// The server target against an in-process `riffled` (the daemon on a loopback port):
-/// produce, and push fan-out with two subscribers per shard checking every record.
-#[test]
-fn the_server_target_produces_and_pushes_through_a_real_daemon() {
-    use riffle_bench::target::ServerTarget;
-    use riffle_server::daemon::{Daemon, DaemonConfig};
-    use riffle_server::service::Service;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = riffle_engine::Engine::open(
-        dir.path(),
+/// An engine for the network targets' front ends: synced appends, no limits, no
+/// background maintenance.
+fn server_engine(dir: &std::path::Path) -> riffle_engine::Engine {
+    riffle_engine::Engine::open(
+        dir,
         riffle_engine::EngineConfig {
             commit: riffle_engine::CommitConfig {
                 durability: Durability::Sync,
@@ -115,7 +110,18 @@ fn the_server_target_produces_and_pushes_through_a_real_daemon() {
             ..riffle_engine::EngineConfig::default()
         },
     )
-    .expect("engine");
+    .expect("engine")
+}
+
+/// The server target against an in-process `riffled` (the daemon on a loopback port):
+/// produce, and push fan-out with two subscribers per shard checking every record.
+#[test]
+fn the_server_target_produces_and_pushes_through_a_real_daemon() {
+    use riffle_bench::target::ServerTarget;
+    use riffle_server::daemon::{Daemon, DaemonConfig};
+    use riffle_server::service::Service;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = server_engine(dir.path());
     let daemon = Daemon::start(
         DaemonConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
@@ -147,19 +153,7 @@ fn the_server_target_produces_and_pushes_through_a_real_daemon() {
 fn the_kinesis_target_runs_against_the_kinesis_api() {
     use riffle_bench::target::KinesisTarget;
     let dir = tempfile::tempdir().expect("tempdir");
-    let engine = riffle_engine::Engine::open(
-        dir.path(),
-        riffle_engine::EngineConfig {
-            commit: riffle_engine::CommitConfig {
-                durability: Durability::Sync,
-                io_backend: IoBackend::Std,
-            },
-            limits: riffle_engine::LimitsConfig::unlimited(),
-            maintenance_interval_ms: 0,
-            ..riffle_engine::EngineConfig::default()
-        },
-    )
-    .expect("engine");
+    let engine = server_engine(dir.path());
     let api = riffle_server::kinesis::KinesisApi::start(
         "127.0.0.1:0".parse().expect("address"),
         engine,
