@@ -358,11 +358,27 @@ impl Segment {
         }
         self.durable_len.store(at, Ordering::Release);
         self.end_position.store(position, Ordering::Release);
-        if !sealed && at < file_len {
+        if sealed {
+            return Ok(());
+        }
+        // The batches accepted past the last index entry were read from the page cache,
+        // which may hold bytes the disk does not: those of a commit whose fdatasync failed
+        // (Linux then marks the pages clean, so no later sync writes them) or, under the
+        // `interval` and `none` modes, of a process that died before syncing. New records
+        // will be acknowledged after them, so make them durable first: write them again
+        // (dirtying the pages) and sync. Found by the simulated disk (tests/simulation.rs).
+        let tail = at > scan_from;
+        if tail {
+            let bytes = self.map.slice(scan_from as usize, at as usize).to_vec();
+            self.file.write_all_at(&bytes, scan_from)?;
+        }
+        if at < file_len {
             // Drop whatever lies past the last valid batch, so that stale bytes from before
             // the crash can never be mistaken for batches written after it. Punching a hole
             // keeps the file's size, so a crash here cannot make the segment look sealed.
             self.file.punch_hole(at, file_len - at)?;
+        }
+        if tail || at < file_len {
             self.file.sync_data()?;
         }
         Ok(())

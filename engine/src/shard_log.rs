@@ -250,11 +250,14 @@ impl ShardLog {
     pub fn open(dir: &Path, config: LogConfig, group: &CommitGroup) -> Result<ShardLog> {
         config.validate()?;
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            // The new directory's own entry must be durable before anything in it is.
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                io::sync_dir(parent)?;
-            }
+            io::create_dir_all(dir)?;
+        }
+        // The directory's own entry must be durable before anything in it is. It is synced
+        // at every open, not only at creation: a directory sync that failed before the
+        // process restarted leaves entries that the page cache shows and the disk may not
+        // hold (found by the simulated disk).
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            io::sync_dir(parent)?;
         }
         let lock_path = dir.join("LOCK");
         let lock_file = File::options()
@@ -271,6 +274,8 @@ impl ShardLog {
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
         let segments = crate::recovery::open_segments(dir, config.index_interval_bytes)?;
+        // Likewise the segments' entries (a roll whose directory sync failed).
+        io::sync_dir(dir)?;
         let end = segments.last().map_or(0, |s| s.end_position());
         let last_timestamp_ms = match segments.last() {
             Some(s) => s.max_timestamp_ms()?.unwrap_or(0),

@@ -3,7 +3,7 @@
 
 use super::types::*;
 use super::{Engine, StreamState};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl Engine {
     /// One maintenance pass: completes due status transitions, deletes segments whose
@@ -61,11 +61,7 @@ impl Engine {
         drop(view);
         for index in expired {
             let dir = self.shard_dir(&meta, *index);
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(dir, e)),
-            }
+            crate::io::remove_dir_all(&dir)?;
         }
         Ok(removed)
     }

@@ -252,7 +252,7 @@ impl Engine {
                 config.log.segment_bytes
             )));
         }
-        std::fs::create_dir_all(dir.join("streams")).map_err(|e| Error::io(&dir, e))?;
+        crate::io::create_dir_all(&dir.join("streams"))?;
         let lock_path = dir.join("LOCK");
         let lock_file = File::options()
             .create(true)
@@ -268,6 +268,11 @@ impl Engine {
         config.log.clock = Arc::clone(&config.clock);
         let store = CatalogStore::new(&dir);
         let mut catalog = store.load()?;
+        // What was loaded must be on disk before anything builds on it: a catalog rename or
+        // a stream directory whose directory sync failed before the process restarted is in
+        // the page cache only (found by the simulated disk).
+        crate::io::sync_dir(&dir)?;
+        crate::io::sync_dir(&dir.join("streams"))?;
         let key = match TokenKey::from_hex(&catalog.token_key) {
             Some(key) => key,
             None => {
@@ -504,7 +509,7 @@ impl Engine {
                 (epoch.parse::<u32>().ok()? == meta.epoch).then_some(meta)
             });
             match live {
-                None => remove_dir(&entry.path())?,
+                None => crate::io::remove_dir_all(&entry.path())?,
                 Some(meta) => {
                     for shard in std::fs::read_dir(entry.path()).map_err(|e| Error::io(&root, e))? {
                         let shard = shard.map_err(|e| Error::io(&root, e))?;
@@ -512,7 +517,7 @@ impl Engine {
                         let known = crate::sequence::parse_shard_id(&id)
                             .is_some_and(|i| meta.shards.iter().any(|s| s.index == i));
                         if !known {
-                            remove_dir(&shard.path())?;
+                            crate::io::remove_dir_all(&shard.path())?;
                         }
                     }
                 }
@@ -608,7 +613,7 @@ impl Engine {
                 let _ = shard.log.close();
             }
         }
-        remove_dir(&stream_dir(&self.inner.dir, &meta.name, meta.epoch))
+        crate::io::remove_dir_all(&stream_dir(&self.inner.dir, &meta.name, meta.epoch))
     }
 
     pub(crate) fn shard_dir(&self, meta: &StreamMeta, index: u32) -> PathBuf {
@@ -653,13 +658,5 @@ impl Drop for Inner {
     fn drop(&mut self) {
         *self.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.stop.1.notify_all();
-    }
-}
-
-fn remove_dir(path: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(path, e)),
     }
 }

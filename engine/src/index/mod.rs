@@ -64,6 +64,7 @@ impl SparseIndex {
             .truncate(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
+        crate::io::note_mapped_file(path, true)?;
         let bytes = ((HEADER_WORDS + capacity * K::ENTRY_WORDS) * 8) as u64;
         file.set_len(bytes).map_err(|e| Error::io(path, e))?;
         let map = IndexMap::map(&file, bytes).map_err(|e| Error::io(path, e))?;
@@ -97,6 +98,7 @@ impl SparseIndex {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(path, e)),
         };
+        crate::io::note_mapped_file(path, false)?;
         let file_bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let want_bytes = ((HEADER_WORDS + capacity * K::ENTRY_WORDS) * 8) as u64;
         if file_bytes < (HEADER_WORDS * 8) as u64 || file_bytes > want_bytes || file_bytes % 8 != 0

@@ -14,7 +14,11 @@
 //! The backend is chosen when a commit group starts ([`IoBackend`]). `Auto` tries io_uring
 //! and falls back to std with one log line if the kernel refuses it (old kernel, seccomp,
 //! gVisor).
+//!
+//! Under a directory mounted as a [`sim::SimDisk`], every operation here goes through the
+//! simulated disk instead (crash, torn-write and fault testing).
 
+pub mod sim;
 pub(crate) mod std_file;
 #[cfg(feature = "io-uring")]
 pub(crate) mod uring;
@@ -25,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use sim::SimDisk;
 
 /// Which implementation runs the commit path's writes and syncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,6 +64,8 @@ pub struct DataFile {
     file: File,
     /// Process-unique id, so a backend can cache its own handle for this file.
     uid: u64,
+    /// The simulated disk the file is on, and its inode there.
+    sim: Option<(Arc<SimDisk>, u64)>,
 }
 
 impl DataFile {
@@ -66,26 +73,43 @@ impl DataFile {
     pub(crate) fn open(path: &Path) -> Result<Arc<Self>> {
         let file =
             OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(path, e))?;
-        Ok(Self::wrap(path, file))
+        let sim = match sim::disk_for(path) {
+            Some(disk) => {
+                let ino = disk.opened(path, &file).map_err(|e| Error::io(path, e))?;
+                Some((disk, ino))
+            }
+            None => None,
+        };
+        Ok(Self::wrap(path, file, sim))
     }
 
     /// Creates a new file; fails if it exists.
     pub(crate) fn create_new(path: &Path) -> Result<Arc<Self>> {
+        if let Some(disk) = sim::disk_for(path) {
+            let (file, ino) = disk.create_new(path).map_err(|e| Error::io(path, e))?;
+            return Ok(Self::wrap(path, file, Some((disk, ino))));
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
-        Ok(Self::wrap(path, file))
+        Ok(Self::wrap(path, file, None))
     }
 
-    fn wrap(path: &Path, file: File) -> Arc<Self> {
+    fn wrap(path: &Path, file: File, sim: Option<(Arc<SimDisk>, u64)>) -> Arc<Self> {
         Arc::new(DataFile {
             path: path.to_path_buf(),
             file,
             uid: NEXT_FILE_UID.fetch_add(1, Ordering::Relaxed),
+            sim,
         })
+    }
+
+    /// Whether the file is on a simulated disk (whose model only the std backend drives).
+    pub(crate) fn is_simulated(&self) -> bool {
+        self.sim.is_some()
     }
 
     #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
@@ -106,8 +130,11 @@ impl DataFile {
     }
 
     pub(crate) fn write_all_at(&self, bytes: &[u8], file_offset: u64) -> Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, file_offset)
-            .map_err(|e| Error::io(&self.path, e))
+        match &self.sim {
+            Some((disk, ino)) => disk.write(*ino, &self.file, bytes, file_offset),
+            None => std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, file_offset),
+        }
+        .map_err(|e| Error::io(&self.path, e))
     }
 
     pub(crate) fn read_exact_at(&self, buf: &mut [u8], file_offset: u64) -> Result<()> {
@@ -116,7 +143,11 @@ impl DataFile {
     }
 
     pub(crate) fn sync_data(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+        match &self.sim {
+            Some((disk, ino)) => disk.sync(*ino),
+            None => self.file.sync_data(),
+        }
+        .map_err(|e| Error::io(&self.path, e))
     }
 
     /// Frees the blocks of `[file_offset, file_offset + len)` so that they read as zeros,
@@ -124,6 +155,9 @@ impl DataFile {
     pub(crate) fn punch_hole(&self, file_offset: u64, len: u64) -> Result<()> {
         use rustix::fs::FallocateFlags;
         let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        if let Some((disk, ino)) = &self.sim {
+            disk.punch(*ino, file_offset, len).map_err(|e| Error::io(&self.path, e))?;
+        }
         match rustix::fs::fallocate(&self.file, flags, file_offset, len) {
             Ok(()) => Ok(()),
             Err(rustix::io::Errno::OPNOTSUPP) => self.write_zeros(file_offset, len),
@@ -144,26 +178,70 @@ impl DataFile {
     }
 
     pub(crate) fn set_len(&self, len: u64) -> Result<()> {
-        self.file.set_len(len).map_err(|e| Error::io(&self.path, e))
+        match &self.sim {
+            Some((disk, ino)) => disk.set_len(*ino, &self.file, len),
+            None => self.file.set_len(len),
+        }
+        .map_err(|e| Error::io(&self.path, e))
     }
 }
 
 /// Makes a directory entry change (create, rename, unlink) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+    match sim::disk_for(dir) {
+        Some(disk) => disk.sync_dir(dir),
+        None => File::open(dir).and_then(|d| d.sync_all()),
+    }
+    .map_err(|e| Error::io(dir, e))
 }
 
 /// Renames `from` to `to` (atomically replacing `to`).
 pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| Error::io(from, e))
+    match sim::disk_for(from) {
+        Some(disk) => disk.rename(from, to),
+        None => std::fs::rename(from, to),
+    }
+    .map_err(|e| Error::io(from, e))
 }
 
 /// Removes a file; a missing file is not an error.
 pub(crate) fn remove_file(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
+    remove(path, false)
+}
+
+/// Removes a directory and everything in it; a missing directory is not an error.
+pub(crate) fn remove_dir_all(path: &Path) -> Result<()> {
+    remove(path, true)
+}
+
+fn remove(path: &Path, tree: bool) -> Result<()> {
+    let result = match sim::disk_for(path) {
+        Some(disk) => disk.remove(path, tree),
+        None if tree => std::fs::remove_dir_all(path),
+        None => std::fs::remove_file(path),
+    };
+    match result {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Creates a directory and any missing parents (not yet durable: sync the parent).
+pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
+    match sim::disk_for(path) {
+        Some(disk) => disk.create_dir_all(path),
+        None => std::fs::create_dir_all(path),
+    }
+    .map_err(|e| Error::io(path, e))
+}
+
+/// Tells a simulated disk about a file written through a memory map, which its model cannot
+/// see: `created` (new or truncated) or merely opened for writing. Nothing otherwise.
+pub(crate) fn note_mapped_file(path: &Path, created: bool) -> Result<()> {
+    match sim::disk_for(path) {
+        Some(disk) => disk.untracked(path, created).map_err(|e| Error::io(path, e)),
+        None => Ok(()),
     }
 }
 

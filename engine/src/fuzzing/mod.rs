@@ -2,6 +2,8 @@
 //! `cargo test` (`tests/fuzz_corpus.rs`), so CI covers them on stable without a fuzzer.
 //! Each function panics only if the engine misbehaves; arbitrary input must not.
 
+pub mod simulation;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,0 +1,180 @@
+//! The engine on a simulated disk: random workloads with power losses, torn writes and
+//! failing I/O, checked against a model (`riffle_engine::fuzzing::simulation`).
+//!
+//! CI runs a bounded number of seeds. Environment:
+//! - `RIFFLE_SIM_SEED=<n>` replays one seed exactly (a failure prints its seed);
+//! - `RIFFLE_SIM_SEEDS=<n>` runs seeds 1..=n instead of the default set;
+//! - `RIFFLE_SIM_OPS=<n>` sets the operations per seed (default 150).
+//!
+//! Many seeds, in release mode:
+//! `RIFFLE_SIM_SEEDS=2000 cargo test --release -p riffle-engine --test simulation -- --nocapture`
+
+use riffle_engine::fuzzing::simulation::{run_seed, SimReport};
+
+const DEFAULT_SEEDS: u64 = 40;
+const DEFAULT_OPS: usize = 150;
+
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
+}
+
+#[test]
+fn acknowledged_records_survive_power_loss_and_failing_io() {
+    let ops = env("RIFFLE_SIM_OPS").map_or(DEFAULT_OPS, |n| n as usize);
+    let seeds: Vec<u64> = match (env("RIFFLE_SIM_SEED"), env("RIFFLE_SIM_SEEDS")) {
+        (Some(seed), _) => vec![seed],
+        (None, Some(n)) => (1..=n).collect(),
+        (None, None) => (1..=DEFAULT_SEEDS).collect(),
+    };
+    let mut total = SimReport::default();
+    for seed in &seeds {
+        let r = run_seed(*seed, ops);
+        total.ops += r.ops;
+        total.acked += r.acked;
+        total.unacked += r.unacked;
+        total.checks += r.checks;
+        total.disk.ops += r.disk.ops;
+        total.disk.faults += r.disk.faults;
+        total.disk.power_losses += r.disk.power_losses;
+        total.disk.restarts += r.disk.restarts;
+        total.disk.changes_lost += r.disk.changes_lost;
+        total.disk.torn_writes += r.disk.torn_writes;
+        total.disk.entries_lost += r.disk.entries_lost;
+    }
+    println!("{} seeds passed: {total:?}", seeds.len());
+    assert!(total.disk.restarts >= seeds.len() as u64, "every seed ends with a power loss");
+    assert!(total.acked > 0, "the workload acknowledged records");
+}
+
+// ---- Regression tests for what the simulation found ----
+
+mod found {
+    use std::path::Path;
+
+    use riffle_engine::batch::{split_batches, RecordIter};
+    use riffle_engine::io::sim::{Fault, OpKind, SimDisk};
+    use riffle_engine::{CommitConfig, CommitGroup, IoBackend, LogConfig, Record, ShardLog};
+
+    fn group() -> CommitGroup {
+        CommitGroup::start(CommitConfig { io_backend: IoBackend::Std, ..CommitConfig::default() })
+            .expect("commit group")
+    }
+
+    fn config() -> LogConfig {
+        LogConfig { prepare_segments: false, ..LogConfig::default() }
+    }
+
+    fn rec(data: &[u8]) -> Record<'_> {
+        Record { partition_key: b"k", explicit_hash_key: None, data }
+    }
+
+    /// Every record of the log, in order.
+    fn contents(dir: &Path) -> Vec<Vec<u8>> {
+        let group = group();
+        let log = ShardLog::open(dir, config(), &group).expect("open");
+        let mut out = Vec::new();
+        let mut position = 0;
+        while let Some(read) = log.read(position, 1 << 20).expect("read") {
+            for batch in split_batches(&read.bytes) {
+                let (_, bytes) = batch.expect("batch");
+                for record in RecordIter::new(bytes).expect("records") {
+                    let record = record.expect("record");
+                    if record.position >= position {
+                        out.push(record.data.to_vec());
+                        position = record.position + 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A commit whose fdatasync failed stays in the page cache (Linux marks the pages
+    /// clean). Recovery after a plain process restart accepted it from there, and the
+    /// records acknowledged after it were lost at the next power loss: the failed commit's
+    /// bytes became a hole. Recovery now writes again and syncs what it accepts.
+    #[test]
+    fn records_acknowledged_after_a_failed_fdatasync_and_a_restart_survive_power_loss() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let disk = SimDisk::mount(root.path(), 7).expect("mount");
+        let dir = root.path().join("log");
+        {
+            let group = group();
+            let log = ShardLog::open(&dir, config(), &group).expect("open");
+            log.append_wait(&[rec(b"first")]).expect("acknowledged");
+            disk.schedule(Some(OpKind::Sync), disk.ops(), Fault::Eio);
+            log.append_wait(&[rec(b"failed sync")]).expect_err("a failed sync is not acknowledged");
+        }
+        {
+            // The process restarts; the machine does not.
+            let group = group();
+            let log = ShardLog::open(&dir, config(), &group).expect("reopen");
+            log.append_wait(&[rec(b"after restart")]).expect("acknowledged");
+        }
+        disk.restart().expect("power loss and restart");
+        let records = contents(&dir);
+        assert_eq!(records.first().map(Vec::as_slice), Some(&b"first"[..]));
+        assert_eq!(records.last().map(Vec::as_slice), Some(&b"after restart"[..]), "{records:?}");
+    }
+
+    /// A new segment whose directory sync failed is visible in the page cache. A process
+    /// restart used it as it was, and records acknowledged in it vanished with its
+    /// directory entry at the next power loss. Opening a log now syncs its directory (and
+    /// the engine its root and streams directories).
+    #[test]
+    fn records_acknowledged_after_a_failed_directory_sync_and_a_restart_survive_power_loss() {
+        let small =
+            || LogConfig { segment_bytes: 64 * 1024, batch_bytes_target: 32 * 1024, ..config() };
+        let filler = vec![7u8; 20 * 1024];
+        // The journal prefix kept at a power loss is drawn from the seed: try several.
+        for seed in 0..24 {
+            let root = tempfile::tempdir().expect("tempdir");
+            let disk = SimDisk::mount(root.path(), seed).expect("mount");
+            let dir = root.path().join("log");
+            {
+                let group = group();
+                let log = ShardLog::open(&dir, small(), &group).expect("open");
+                for _ in 0..2 {
+                    log.append_wait(&[rec(&filler)]).expect("acknowledged");
+                }
+                // The next records roll to a new segment, whose directory sync fails.
+                disk.schedule(Some(OpKind::SyncDir), disk.ops(), Fault::Eio);
+                for _ in 0..2 {
+                    let _ = log.append_wait(&[rec(&filler)]);
+                }
+            }
+            {
+                // The process restarts; the machine does not.
+                let group = group();
+                let log = ShardLog::open(&dir, small(), &group).expect("reopen");
+                log.append_wait(&[rec(b"after restart")]).expect("acknowledged");
+            }
+            disk.restart().expect("power loss and restart");
+            let records = {
+                let group = group();
+                let log = ShardLog::open(&dir, small(), &group).expect("open after power loss");
+                let mut out = Vec::new();
+                let mut position = 0;
+                while let Some(read) = log.read(position, 1 << 20).expect("read") {
+                    for batch in split_batches(&read.bytes) {
+                        for record in RecordIter::new(batch.expect("batch").1).expect("records") {
+                            let record = record.expect("record");
+                            if record.position >= position {
+                                out.push(record.data.to_vec());
+                                position = record.position + 1;
+                            }
+                        }
+                    }
+                }
+                out
+            };
+            assert_eq!(
+                records.last().map(Vec::as_slice),
+                Some(&b"after restart"[..]),
+                "seed {seed}"
+            );
+        }
+    }
+}
