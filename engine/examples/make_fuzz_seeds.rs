@@ -69,6 +69,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let active = if used % 2 == 1 { used } else { used + 1 };
     std::fs::write(segments.join("active_twelve_batches"), &segment[..active])?;
     std::fs::remove_dir_all(&dir)?;
+
+    // The differential target reads any bytes as choices: seed it with pseudo-random runs
+    // of a few lengths (each byte picks an operation or an argument).
+    let differential = out.join("differential");
+    std::fs::create_dir_all(&differential)?;
+    let mut state = 0x5EED_u64;
+    for (i, len) in [64usize, 160, 320, 640, 1200, 2400].into_iter().enumerate() {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let z = (state ^ (state >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                (z ^ (z >> 31)) as u8
+            })
+            .collect();
+        std::fs::write(differential.join(format!("run_{i}_{len}")), bytes)?;
+    }
     println!("wrote seeds under {}", out.display());
     Ok(())
 }

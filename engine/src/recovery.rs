@@ -11,6 +11,13 @@
 //! 4. Check that segments are contiguous: each starts where the previous one ends. A gap
 //!    after a sealed segment is corruption; a gap after the segment that was being written
 //!    is an interrupted roll, and the unacknowledged segments past it are removed.
+//! 5. Make durable what was accepted before anything is acknowledged after it: the active
+//!    segment's batches past its last index entry are written again and synced, and the
+//!    log's directory and its parent are synced (`ShardLog::open`). What recovery reads is
+//!    the page cache, which after a failed `fdatasync` or directory sync (and a restart of
+//!    the process, not the machine) can hold bytes and entries the disk does not; Linux
+//!    marks such pages clean, so no later sync would write them. Both cases were found by
+//!    the simulated disk (`io::sim`, `tests/simulation.rs`).
 //!
 //! Only the last segment is scanned by CRC, so opening costs one index walk per segment
 //! plus at most one segment's unindexed tail, not a read of the whole log.

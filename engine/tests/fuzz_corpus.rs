@@ -35,3 +35,10 @@ fn segment_recovery_corpus_replays_clean() {
 fn index_files_corpus_replays_clean() {
     replay("index_files", riffle_engine::fuzzing::index_files);
 }
+
+#[test]
+fn differential_corpus_replays_clean() {
+    replay("differential", |data| {
+        riffle_engine::fuzzing::simulation::run_bytes(data);
+    });
+}
