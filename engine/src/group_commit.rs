@@ -73,6 +73,27 @@ pub struct CommitConfig {
 
 pub(crate) type Queue = DirtyQueue<Arc<LogInner>>;
 
+/// Holds commit groups back while one call appends to several logs (PutRecords), so that
+/// each group commits them in one cycle; released on drop. See [`DirtyQueue::hold`].
+#[derive(Default)]
+pub(crate) struct CommitHold(Vec<Arc<Queue>>);
+
+impl CommitHold {
+    /// Holds `queue` (once, however often it is passed).
+    pub(crate) fn add(&mut self, queue: &Arc<Queue>) {
+        if !self.0.iter().any(|q| Arc::ptr_eq(q, queue)) {
+            queue.hold();
+            self.0.push(Arc::clone(queue));
+        }
+    }
+}
+
+impl Drop for CommitHold {
+    fn drop(&mut self) {
+        self.0.iter().for_each(|q| q.release());
+    }
+}
+
 /// A committing thread and the logs it serves. Dropping the group commits what is queued
 /// and stops the thread; logs opened in it then refuse appends.
 #[derive(Debug)]

@@ -356,6 +356,11 @@ impl ShardLog {
         Ok(AppendTicket { first_position, count, completion })
     }
 
+    /// The queue of the commit group this log belongs to.
+    pub(crate) fn commit_queue(&self) -> &Arc<Queue> {
+        &self.inner.queue
+    }
+
     /// Appends and waits for the acknowledgement; returns the first position.
     pub fn append_wait(&self, records: &[Record<'_>]) -> Result<u64> {
         self.append(records)?.wait()

@@ -3,6 +3,8 @@
 //!
 //! - `Completion`: the value arrives whether `complete` runs before or after `wait`, and the
 //!   async path (`poll_result` with a waker) is woken, so an awaiting producer never hangs.
+//! - `DirtyQueue` hold: items marked while a producer holds the queue are taken together,
+//!   and the release wakes the committer.
 //! - `DirtyQueue` shutdown: a committer in `take` returns `Taken::Shutdown` carrying the
 //!   items still queued, and every marked item is handed out exactly once.
 //!
@@ -220,4 +222,45 @@ fn committer_in_take_returns_shutdown_with_the_queued_items() {
     );
     assert!(SHUTDOWN_WITH_ITEMS.load(StdOrdering::Relaxed), "never explored Shutdown(items)");
     assert!(SHUTDOWN_EMPTY.load(StdOrdering::Relaxed), "never explored Shutdown([])");
+}
+
+/// A producer holds the queue, marks two items and releases it (PutRecords over two
+/// shards); another producer marks a third item with no hold. The committer, taking like
+/// `group_commit::run`, never hands out the held items apart (both come in one `take`) and
+/// is never left waiting: a release that forgot to wake it would be a loom deadlock.
+#[test]
+fn held_items_are_taken_together_and_release_wakes_the_committer() {
+    loom_common::explore_concurrent(
+        "held_items_are_taken_together_and_release_wakes_the_committer",
+        || {
+            let q = Arc::new(DirtyQueue::<u32>::new());
+            let committer = {
+                let q = Arc::clone(&q);
+                thread::spawn(move || {
+                    let mut takes = Vec::new();
+                    while takes.iter().map(Vec::len).sum::<usize>() < 3 {
+                        match q.take(None) {
+                            Taken::Items(items) => takes.push(items),
+                            Taken::Shutdown(_) => panic!("nobody shut the queue down"),
+                        }
+                    }
+                    takes
+                })
+            };
+            let other = {
+                let q = Arc::clone(&q);
+                thread::spawn(move || assert!(q.mark(3)))
+            };
+            q.hold();
+            assert!(q.mark(1));
+            assert!(q.mark(2));
+            q.release();
+            other.join().expect("producer");
+            let takes = committer.join().expect("committer");
+            assert!(
+                takes.iter().any(|t| t.contains(&1) && t.contains(&2)),
+                "held items were split: {takes:?}"
+            );
+        },
+    );
 }

@@ -48,6 +48,18 @@ fn acknowledged_records_survive_power_loss_and_failing_io() {
     assert!(total.acked > 0, "the workload acknowledged records");
 }
 
+#[test]
+fn a_seed_replays_its_run_exactly() {
+    for seed in [3, 17] {
+        let (a, b) = (run_seed(seed, 60), run_seed(seed, 60));
+        assert_eq!(
+            (a.acked, a.checks, a.disk),
+            (b.acked, b.checks, b.disk),
+            "seed {seed} ran differently twice"
+        );
+    }
+}
+
 // ---- Regression tests for what the simulation found ----
 
 mod found {

@@ -225,6 +225,11 @@ impl Engine {
             }
         }
         let mut batch: Vec<Record<'_>> = Vec::with_capacity(records.len());
+        // Every shard's append goes into the same commit cycle of its group.
+        let mut hold = crate::group_commit::CommitHold::default();
+        for (shard, _) in &groups {
+            hold.add(shard.log.commit_queue());
+        }
         for (shard, indexes) in groups {
             batch.clear();
             batch.extend(indexes.iter().map(|&i| Record {

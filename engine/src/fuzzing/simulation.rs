@@ -394,7 +394,19 @@ impl<'a> Sim<'a> {
                 self.disk.power_off();
                 Ok(())
             }
-            94..=96 => self.reopen(),
+            94..=95 => self.reopen(),
+            96 => {
+                // Nothing has expired (the clock stays within retention), so a pass must
+                // change nothing the model sees; it still rolls and syncs under faults.
+                self.note("run_maintenance".into());
+                match self.e().run_maintenance() {
+                    Ok(report) => {
+                        self.note(format!("  -> {report:?}"));
+                        Ok(())
+                    }
+                    Err(e) => self.failed("run_maintenance", &e),
+                }
+            }
             _ => self.check(false),
         }
     }
