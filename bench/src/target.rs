@@ -112,6 +112,7 @@ impl EngineTarget {
                 commit: CommitConfig {
                     durability: config.durability,
                     io_backend: config.io_backend,
+                    ..CommitConfig::default()
                 },
                 limits: if config.limits {
                     LimitsConfig::default()

@@ -104,6 +104,7 @@ fn server_engine(dir: &std::path::Path) -> riffle_engine::Engine {
             commit: riffle_engine::CommitConfig {
                 durability: Durability::Sync,
                 io_backend: IoBackend::Std,
+                ..riffle_engine::CommitConfig::default()
             },
             limits: riffle_engine::LimitsConfig::unlimited(),
             maintenance_interval_ms: 0,

@@ -43,7 +43,8 @@ fn record(data: &[u8]) -> Record<'_> {
 }
 
 fn group(durability: Durability, io_backend: IoBackend) -> CommitGroup {
-    CommitGroup::start(CommitConfig { durability, io_backend }).expect("commit group")
+    CommitGroup::start(CommitConfig { durability, io_backend, ..CommitConfig::default() })
+        .expect("commit group")
 }
 
 /// A log config whose segments are large enough that no roll happens inside one sample.

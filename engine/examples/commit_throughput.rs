@@ -312,8 +312,11 @@ fn engine_sync(
     pipelined: bool,
 ) -> Res<(SyncRun, tempfile::TempDir)> {
     let dir = tempfile::tempdir_in(scratch)?;
-    let group =
-        CommitGroup::start(CommitConfig { durability: Durability::Sync, io_backend: backend })?;
+    let group = CommitGroup::start(CommitConfig {
+        durability: Durability::Sync,
+        io_backend: backend,
+        ..CommitConfig::default()
+    })?;
     let config = if steady {
         LogConfig::default()
     } else {
@@ -772,8 +775,11 @@ fn engine_none(
     payload_limit: Option<u64>,
 ) -> Res<NoneRun> {
     let dir = tempfile::tempdir_in(scratch)?;
-    let group =
-        CommitGroup::start(CommitConfig { durability: Durability::None, io_backend: backend })?;
+    let group = CommitGroup::start(CommitConfig {
+        durability: Durability::None,
+        io_backend: backend,
+        ..CommitConfig::default()
+    })?;
     let log = ShardLog::open(dir.path(), config, &group)?;
     let data = payload(args.record_bytes);
     let chunk = vec![record(&data); per_append];

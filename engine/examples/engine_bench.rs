@@ -86,7 +86,7 @@ fn engine_config() -> EngineConfig {
 
 fn engine_config_with(durability: Durability) -> EngineConfig {
     EngineConfig {
-        commit: CommitConfig { durability, io_backend: IoBackend::Std },
+        commit: CommitConfig { durability, io_backend: IoBackend::Std, ..CommitConfig::default() },
         limits: LimitsConfig::unlimited(),
         maintenance_interval_ms: 0,
         ..EngineConfig::default()
@@ -152,9 +152,12 @@ fn run_log(
     pipelined: bool,
     data: &[u8],
 ) -> Run {
-    let group =
-        CommitGroup::start(CommitConfig { durability: o.durability, io_backend: IoBackend::Std })
-            .expect("group");
+    let group = CommitGroup::start(CommitConfig {
+        durability: o.durability,
+        io_backend: IoBackend::Std,
+        ..CommitConfig::default()
+    })
+    .expect("group");
     let log = ShardLog::open(&dir.join("log"), LogConfig::default(), &group).expect("log");
     let keys: Vec<String> = (0..per_call).map(|i| format!("user-{i:04}")).collect();
     let batch: Vec<Record<'_>> = keys

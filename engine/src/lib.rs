@@ -63,6 +63,7 @@ pub mod group_commit;
 pub mod handoff;
 mod index;
 pub mod io;
+pub mod journal;
 pub mod limits;
 mod mmap;
 pub mod prepare;

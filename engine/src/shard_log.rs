@@ -812,6 +812,10 @@ impl LogInner {
     }
 
     /// Stops the log after a failed commit.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        matches!(lock(&self.pending).state, LogState::Poisoned(_))
+    }
+
     pub(crate) fn poison(&self, error: &Error) {
         let reason: std::sync::Arc<str> = error.to_string().into();
         tracing::error!(dir = %self.dir.display(), %reason, "shard log stopped after a failed commit");

@@ -18,7 +18,11 @@ fn config(clock: &ManualClock) -> EngineConfig {
         clock: Arc::new(clock.clone()),
         limits: LimitsConfig::unlimited(),
         maintenance_interval_ms: 0,
-        commit: CommitConfig { durability: Durability::Sync, io_backend: IoBackend::Std },
+        commit: CommitConfig {
+            durability: Durability::Sync,
+            io_backend: IoBackend::Std,
+            ..CommitConfig::default()
+        },
         log: LogConfig { segment_bytes: 2 * 1024 * 1024, ..LogConfig::default() },
         ..EngineConfig::default()
     }

@@ -343,7 +343,11 @@ impl<'t> Harness<'t> {
             limits: LimitsConfig::unlimited(),
             maintenance_interval_ms: 0,
             transition_ms: 0,
-            commit: CommitConfig { durability, io_backend: IoBackend::Std },
+            commit: CommitConfig {
+                durability,
+                io_backend: IoBackend::Std,
+                ..CommitConfig::default()
+            },
             log: LogConfig {
                 // The engine refuses segments below 2 MiB (room for a 1 MiB record); rolls
                 // come from the segment age instead, which clock moves exceed often.
@@ -1528,7 +1532,11 @@ fn simple_config(clock: &ManualClock) -> EngineConfig {
         clock: Arc::new(clock.clone()),
         limits: LimitsConfig::unlimited(),
         maintenance_interval_ms: 0,
-        commit: CommitConfig { durability: Durability::Sync, io_backend: IoBackend::Std },
+        commit: CommitConfig {
+            durability: Durability::Sync,
+            io_backend: IoBackend::Std,
+            ..CommitConfig::default()
+        },
         log: LogConfig { segment_bytes: 2 * 1024 * 1024, ..LogConfig::default() },
         ..EngineConfig::default()
     }

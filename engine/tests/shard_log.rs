@@ -27,7 +27,8 @@ fn backends() -> Vec<IoBackend> {
 }
 
 fn group(backend: IoBackend, durability: Durability) -> CommitGroup {
-    CommitGroup::start(CommitConfig { durability, io_backend: backend }).expect("commit group")
+    CommitGroup::start(CommitConfig { durability, io_backend: backend, ..CommitConfig::default() })
+        .expect("commit group")
 }
 
 fn small_config(clock: &ManualClock) -> LogConfig {

@@ -80,6 +80,7 @@ thread_local! {
                 commit: riffle_engine::CommitConfig {
                     durability: riffle_engine::Durability::None,
                     io_backend: riffle_engine::IoBackend::Std,
+                    ..riffle_engine::CommitConfig::default()
                 },
                 maintenance_interval_ms: 0,
                 ..riffle_engine::EngineConfig::default()

@@ -38,7 +38,11 @@ fn service(dir: &std::path::Path) -> Service {
     let engine = Engine::open(
         dir,
         EngineConfig {
-            commit: CommitConfig { durability: Durability::Sync, io_backend: IoBackend::Std },
+            commit: CommitConfig {
+                durability: Durability::Sync,
+                io_backend: IoBackend::Std,
+                ..CommitConfig::default()
+            },
             limits: LimitsConfig::unlimited(),
             maintenance_interval_ms: 0,
             ..EngineConfig::default()

@@ -114,7 +114,11 @@ fn run_child(root: &Path, backend: &str, run: u64, kill_after: Duration) -> Vec<
 /// Reopens the engine and checks every invariant; returns the number of records read.
 fn verify(root: &Path, acked: &[Ack]) -> usize {
     let config = EngineConfig {
-        commit: CommitConfig { durability: Durability::Sync, io_backend: IoBackend::Std },
+        commit: CommitConfig {
+            durability: Durability::Sync,
+            io_backend: IoBackend::Std,
+            ..CommitConfig::default()
+        },
         log: riffle_engine::LogConfig { segment_bytes: 2 * 1024 * 1024, ..Default::default() },
         limits: riffle_engine::LimitsConfig::unlimited(),
         maintenance_interval_ms: 0,

@@ -212,9 +212,12 @@ fn verify(
     runs: u32,
     acks: &[(u32, Ack)],
 ) -> Recovered {
-    let group =
-        CommitGroup::start(CommitConfig { durability: Durability::Sync, io_backend: backend })
-            .expect("commit group");
+    let group = CommitGroup::start(CommitConfig {
+        durability: Durability::Sync,
+        io_backend: backend,
+        ..CommitConfig::default()
+    })
+    .expect("commit group");
     let backend = group.backend_name();
     let mut ends = Vec::with_capacity(shards);
     let mut segments = Vec::with_capacity(shards);

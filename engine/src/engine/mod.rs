@@ -77,8 +77,14 @@ pub const SEGMENT_BYTES_ENGINE_MIN: u64 = 2 * 1024 * 1024;
 /// Settings of an [`Engine`]. `EngineConfig::default()` is a complete, Kinesis-like setup.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Durability and I/O backend of the commit groups.
+    /// Durability and I/O backend of the commit groups. Its `journal` is ignored: see
+    /// [`EngineConfig::journal`].
     pub commit: CommitConfig,
+    /// Under `sync` durability, each commit group commits through a journal of this many
+    /// bytes (`journal-<n>.log` in the data directory): one `fdatasync` per commit cycle
+    /// instead of one per dirty shard ([`crate::journal`]). 0 turns journals off. Journals
+    /// left by an earlier run are replayed at open either way. Default 32 MiB.
+    pub journal_bytes: u64,
     /// Number of commit groups (committing threads); shards are spread over them. Default 1.
     pub commit_groups: usize,
     /// Segment settings of every shard log (its `clock` is replaced by `clock` below).
@@ -116,6 +122,7 @@ impl Default for EngineConfig {
             on_demand_stream_limit: 50,
             transition_ms: 0,
             maintenance_interval_ms: 60_000,
+            journal_bytes: crate::journal::JOURNAL_BYTES_DEFAULT,
         }
     }
 }
@@ -283,8 +290,30 @@ impl Engine {
                 key
             }
         };
+        let journal_path = |i: usize| dir.join(format!("journal-{i}.log"));
+        // Journals this run will not use (fewer groups, or journals off) are replayed now.
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+            let index = path.file_name().and_then(|n| n.to_str()).and_then(|n| {
+                n.strip_prefix("journal-")?.strip_suffix(".log")?.parse::<usize>().ok()
+            });
+            if let Some(i) = index {
+                if config.journal_bytes == 0 || i >= config.commit_groups {
+                    crate::journal::replay(&path)?;
+                    crate::io::remove_file(&path)?;
+                    crate::io::sync_dir(&dir)?;
+                }
+            }
+        }
         let groups = (0..config.commit_groups)
-            .map(|_| CommitGroup::start(config.commit.clone()))
+            .map(|i| {
+                let journal = (config.journal_bytes > 0).then(|| journal_path(i));
+                CommitGroup::start(CommitConfig {
+                    journal,
+                    journal_bytes: config.journal_bytes,
+                    ..config.commit.clone()
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let inner = Inner {
             dir: dir.clone(),

@@ -1,7 +1,8 @@
 //! Deterministic simulation: the [`Engine`] on a [`SimDisk`] under a random workload with
 //! power losses and I/O faults, checked against a model of what Kinesis promises.
 //!
-//! A run opens an engine (std backend, `sync` durability, one commit group, no background
+//! A run opens an engine (std backend, `sync` durability, one commit group with or without a
+//! journal, chosen at every open, no background
 //! maintenance, a manual clock) in a fresh directory mounted as a simulated disk, and
 //! applies operations chosen by a [`Source`]: PutRecord and PutRecords of records whose
 //! bytes are derived from a unique id, splits and merges, clock moves (which roll segments
@@ -286,13 +287,23 @@ impl<'a> Sim<'a> {
     }
 
     fn open_engine(&mut self) -> Checked {
+        // Each open picks whether the commit group journals (a journal left by the previous
+        // run is replayed either way).
+        // Small journals, so that checkpoints and wraps are frequent.
+        let journal_bytes = [0, 64 * 1024, 256 * 1024][self.choose(3) as usize];
+        self.note(format!("  open (journal of {journal_bytes} bytes)"));
         let config = EngineConfig {
+            journal_bytes,
             clock: Arc::new(self.clock.clone()),
             limits: LimitsConfig::unlimited(),
             maintenance_interval_ms: 0,
             transition_ms: 0,
             commit_groups: 1,
-            commit: CommitConfig { durability: Durability::Sync, io_backend: IoBackend::Std },
+            commit: CommitConfig {
+                durability: Durability::Sync,
+                io_backend: IoBackend::Std,
+                ..CommitConfig::default()
+            },
             log: LogConfig {
                 segment_bytes: 2 * 1024 * 1024,
                 segment_age_ms: 30 * MINUTE,

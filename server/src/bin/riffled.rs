@@ -23,7 +23,7 @@ use riffle_server::service::Service;
 )]
 struct Args {
     /// TOML file with any of the keys below (`data-dir`, `listen`, `cores`, `durability`,
-    /// `no-limits`, `segment-bytes`, `io`, `log-level`).
+    /// `no-limits`, `journal-bytes`, `segment-bytes`, `io`, `log-level`).
     #[arg(long, env = "RIFFLE_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory.
@@ -45,6 +45,10 @@ struct Args {
     /// `sync` (acknowledge after fdatasync), `interval:<ms>` or `none` (benchmarks only).
     #[arg(long, env = "RIFFLE_DURABILITY", default_value = "sync")]
     durability: Durability,
+    /// Under `sync`, commit through a journal of this many bytes per core: one fdatasync per
+    /// commit cycle instead of one per dirty shard. 0 turns it off.
+    #[arg(long, env = "RIFFLE_JOURNAL_BYTES", default_value_t = 32 * 1024 * 1024)]
+    journal_bytes: u64,
     /// Turn off Kinesis's per-shard throughput limits.
     #[arg(long, env = "RIFFLE_NO_LIMITS")]
     no_limits: bool,
@@ -66,6 +70,7 @@ const CONFIG_KEYS: &[(&str, &str)] = &[
     ("cores", "RIFFLE_CORES"),
     ("durability", "RIFFLE_DURABILITY"),
     ("no-limits", "RIFFLE_NO_LIMITS"),
+    ("journal-bytes", "RIFFLE_JOURNAL_BYTES"),
     ("segment-bytes", "RIFFLE_SEGMENT_BYTES"),
     ("io", "RIFFLE_IO"),
     ("log-level", "RIFFLE_LOG"),
@@ -135,8 +140,13 @@ fn run(args: Args) -> Result<(), String> {
     let engine = Engine::open(
         &args.data_dir,
         EngineConfig {
-            commit: CommitConfig { durability: args.durability, io_backend: args.io },
+            commit: CommitConfig {
+                durability: args.durability,
+                io_backend: args.io,
+                ..CommitConfig::default()
+            },
             commit_groups: cores,
+            journal_bytes: args.journal_bytes,
             log: LogConfig { segment_bytes: args.segment_bytes, ..LogConfig::default() },
             limits: if args.no_limits {
                 LimitsConfig::unlimited()

@@ -49,9 +49,12 @@ fn main() {
         fail("shards and threads must be at least 1");
     }
 
-    let group =
-        CommitGroup::start(CommitConfig { durability: Durability::Sync, io_backend: backend })
-            .unwrap_or_else(|e| fail(&format!("commit group: {e}")));
+    let group = CommitGroup::start(CommitConfig {
+        durability: Durability::Sync,
+        io_backend: backend,
+        ..CommitConfig::default()
+    })
+    .unwrap_or_else(|e| fail(&format!("commit group: {e}")));
     let logs: Vec<ShardLog> = (0..shards)
         .map(|s| {
             ShardLog::open(&shard_dir(&root, s), log_config(), &group)

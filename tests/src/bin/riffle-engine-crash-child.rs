@@ -39,7 +39,11 @@ fn main() {
         args.get(2).and_then(|a| a.parse().ok()).unwrap_or_else(|| fail(usage));
     let run: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or_else(|| fail(usage));
     let config = EngineConfig {
-        commit: CommitConfig { durability: Durability::Sync, io_backend: backend },
+        commit: CommitConfig {
+            durability: Durability::Sync,
+            io_backend: backend,
+            ..CommitConfig::default()
+        },
         limits: LimitsConfig::unlimited(),
         log: riffle_engine::LogConfig { segment_bytes: 2 * 1024 * 1024, ..Default::default() },
         maintenance_interval_ms: 0,
