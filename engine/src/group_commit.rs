@@ -1,5 +1,6 @@
-//! Group commit: one committing thread per group, one write and one `fdatasync` per dirty
-//! segment per cycle, every waiter of the cycle acknowledged at once.
+//! Group commit: one committing thread per group, one write per dirty segment and one
+//! `fdatasync` per cycle (of the group's journal, [`crate::journal`]; without a journal,
+//! one per dirty segment), every waiter of the cycle acknowledged at once.
 //!
 //! A group owns one thread (in the server, one per core) and any number of shard logs.
 //! Producers append to a log's open batch and wait; the first producer to make a log dirty

@@ -20,7 +20,10 @@
 //! - A [`ShardLog`] is a directory of segments (`<base>.log` + `.idx` + `.tix`). Records are
 //!   appended in [batches](batch) whose bytes are the same on disk and on the wire.
 //! - A [`CommitGroup`] owns a thread that commits the appends of its logs in cycles: group
-//!   commit across producers and across shards ([`group_commit`]).
+//!   commit across producers and across shards ([`group_commit`]). Under `sync`, a cycle
+//!   syncs only the group's [`journal`]; segments are synced when it wraps.
+//! - [`io::sim`] is a simulated disk (power loss, torn writes, failing I/O) that the
+//!   engine's crash tests and the `differential` fuzz target run on.
 //! - Reads return [`bytes::Bytes`] that borrow the segment's memory map (no copy), bounded
 //!   by the durable watermark, with no lock.
 //! - Opening a log recovers it: the active segment's torn tail is cut, indexes rebuilt

@@ -78,7 +78,7 @@ pub const SEGMENT_BYTES_ENGINE_MIN: u64 = 2 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Durability and I/O backend of the commit groups. Its `journal` is ignored: see
-    /// [`EngineConfig::journal`].
+    /// [`EngineConfig::journal_bytes`].
     pub commit: CommitConfig,
     /// Under `sync` durability, each commit group commits through a journal of this many
     /// bytes (`journal-<n>.log` in the data directory): one `fdatasync` per commit cycle
