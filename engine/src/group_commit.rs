@@ -124,8 +124,11 @@ impl CommitGroup {
         let journal = match (&config.journal, config.durability) {
             (Some(path), Durability::Sync) => Some(path.clone()),
             (Some(path), _) => {
-                // Not used in this mode, but what it holds must reach the segments.
-                crate::journal::replay(path)?;
+                // Not used in this mode, but what it holds must reach the segments; then
+                // it is marked empty, so that it is not replayed again later.
+                if crate::journal::replay(path)?.is_some() {
+                    crate::journal::mark_empty(path)?;
+                }
                 None
             }
             (None, _) => None,

@@ -77,8 +77,7 @@ impl Journal {
             _ => create(path, capacity)?,
         };
         // Mark it empty: a zeroed first header ends every later replay at once.
-        file.write_all_at(&[0u8; HEADER_BYTES], 0)?;
-        file.sync_data()?;
+        mark_empty(path)?;
         Ok(Journal { file, dir, capacity, at: 0, lap: new_lap(), touched: Vec::new() })
     }
 
@@ -202,6 +201,13 @@ impl Journal {
         buf[start + 16..start + 20].copy_from_slice(&crc.to_le_bytes());
         true
     }
+}
+
+/// Marks the journal at `path` empty (its first header zeroed, synced).
+pub(crate) fn mark_empty(path: &Path) -> Result<()> {
+    let file = DataFile::open(path)?;
+    file.write_all_at(&[0u8; HEADER_BYTES], 0)?;
+    file.sync_data()
 }
 
 fn record_crc(lap_and_len: &[u8], body: &[u8]) -> u32 {

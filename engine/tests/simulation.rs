@@ -226,4 +226,39 @@ mod found {
             assert_eq!(records.len(), written, "seed {seed}: acknowledged records lost");
         }
     }
+
+    /// A journal left by a `sync` run is replayed by a run that does not journal (here
+    /// `none`), before its logs open.
+    #[test]
+    fn a_journal_is_replayed_by_a_run_without_one() {
+        use riffle_engine::Durability;
+        let root = tempfile::tempdir().expect("tempdir");
+        let disk = SimDisk::mount(root.path(), 11).expect("mount");
+        let dir = root.path().join("log");
+        let journal = root.path().join("journal-0.log");
+        {
+            let group = CommitGroup::start(CommitConfig {
+                io_backend: IoBackend::Std,
+                journal: Some(journal.clone()),
+                ..CommitConfig::default()
+            })
+            .expect("commit group");
+            let log = ShardLog::open(&dir, config(), &group).expect("open");
+            for i in 0..20u8 {
+                log.append_wait(&[rec(&[i; 3000])]).expect("acknowledged");
+            }
+            disk.power_off();
+        }
+        disk.restart().expect("power loss and restart");
+        let _replayed = CommitGroup::start(CommitConfig {
+            durability: Durability::None,
+            io_backend: IoBackend::Std,
+            journal: Some(journal),
+            ..CommitConfig::default()
+        })
+        .expect("commit group");
+        let records = contents(&dir);
+        assert_eq!(records.len(), 20);
+        assert!(records.iter().enumerate().all(|(i, r)| r[..] == [i as u8; 3000][..]));
+    }
 }

@@ -291,6 +291,8 @@ impl Engine {
             }
         };
         let journal_path = |i: usize| dir.join(format!("journal-{i}.log"));
+        let journaled = config.journal_bytes > 0
+            && config.commit.durability == crate::group_commit::Durability::Sync;
         // Journals this run will not use (fewer groups, or journals off) are replayed now.
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
             let path = entry.map_err(|e| Error::io(&dir, e))?.path();
@@ -298,7 +300,7 @@ impl Engine {
                 n.strip_prefix("journal-")?.strip_suffix(".log")?.parse::<usize>().ok()
             });
             if let Some(i) = index {
-                if config.journal_bytes == 0 || i >= config.commit_groups {
+                if !journaled || i >= config.commit_groups {
                     crate::journal::replay(&path)?;
                     crate::io::remove_file(&path)?;
                     crate::io::sync_dir(&dir)?;
@@ -307,7 +309,7 @@ impl Engine {
         }
         let groups = (0..config.commit_groups)
             .map(|i| {
-                let journal = (config.journal_bytes > 0).then(|| journal_path(i));
+                let journal = journaled.then(|| journal_path(i));
                 CommitGroup::start(CommitConfig {
                     journal,
                     journal_bytes: config.journal_bytes,
