@@ -10,6 +10,12 @@
 //! The segments are synced later, all together, when the journal wraps (a checkpoint), and
 //! when the group stops.
 //!
+//! A segment whose `fdatasync` ever failed (in a cycle, or in a seal outside one) may have
+//! lost journaled bytes on the way to the disk, and Linux would let a later sync of it
+//! succeed regardless. So a checkpoint that would cover such a segment fails instead, and
+//! so does any failed commit in a cycle: the journal is then left as it is, to be replayed
+//! at the next start, and the group syncs its segments directly until then.
+//!
 //! Opening a journal replays it first: every record of its current lap is written again
 //! into its segment (if the file still exists: retention may have deleted it), the segments
 //! are synced, and the journal is marked empty. Replay is idempotent, so a crash during it
@@ -149,6 +155,14 @@ impl Journal {
     /// Syncs every segment written since the last checkpoint; the journal can then be
     /// written over from the start, in a new lap.
     pub(crate) fn checkpoint(&mut self, io: &mut dyn CommitIo) -> Result<()> {
+        // A segment whose sync failed anywhere (a seal during a merge, say) may have lost
+        // journaled bytes on their way to the disk; a checkpoint sync would succeed without
+        // them, so the journal must not be written over. (Found by the simulated disk.)
+        if let Some(f) = self.touched.iter().find(|f| f.sync_failed()) {
+            return Err(Error::Poisoned {
+                reason: format!("an fdatasync of {} failed earlier", f.path().display()).into(),
+            });
+        }
         let mut ops: Vec<CycleOp> = self
             .touched
             .iter()

@@ -314,6 +314,9 @@ impl Segment {
             self.last_indexed_offset.store(u64::from(e.file_offset), Ordering::Relaxed);
         }
         let mut at = scan_from;
+        // The active segment's batches are indexed only once they are durable (below):
+        // recovery trusts what lies under an index entry.
+        let mut unindexed: Vec<(u64, BatchHeader)> = Vec::new();
         // Sealed segments were synced in full when sealed, so walking headers suffices;
         // the active segment's tail may be torn, so every batch is checked by CRC.
         loop {
@@ -339,7 +342,11 @@ impl Segment {
                 _ => break, // torn or stale tail of the active segment: cut here
             };
             self.durable_len.store(at, Ordering::Relaxed);
-            self.index_batch(at, &header);
+            if sealed {
+                self.index_batch(at, &header);
+            } else {
+                unindexed.push((at, header));
+            }
             at += u64::from(header.batch_bytes);
             position = header.end_position();
         }
@@ -380,6 +387,11 @@ impl Segment {
         }
         if tail || at < file_len {
             self.file.sync_data()?;
+        }
+        // Only now: an entry written before a failed sync would point at bytes the disk may
+        // not hold, and the next open would trust it (found by the simulated disk).
+        for (file_offset, header) in &unindexed {
+            self.index_batch(*file_offset, header);
         }
         Ok(())
     }

@@ -13,7 +13,10 @@ use riffle_engine::fuzzing::simulation::{run_seed, SimReport};
 
 const DEFAULT_SEEDS: u64 = 40;
 const DEFAULT_OPS: usize = 150;
-const FOUND_SEEDS: [u64; 1] = [59];
+/// Seeds that found bugs: 59, a failed seal sync in a commit cycle followed by a journal
+/// checkpoint; 800, the same with the seal in a merge (outside any cycle); 961, recovery
+/// indexing a tail whose rewrite then failed to sync.
+const FOUND_SEEDS: [u64; 3] = [59, 800, 961];
 
 fn env(name: &str) -> Option<u64> {
     std::env::var(name)
@@ -27,7 +30,7 @@ fn acknowledged_records_survive_power_loss_and_failing_io() {
     let seeds: Vec<u64> = match (env("RIFFLE_SIM_SEED"), env("RIFFLE_SIM_SEEDS")) {
         (Some(seed), _) => vec![seed],
         (None, Some(n)) => (1..=n).collect(),
-        // Plus seeds that found bugs (59: a failed seal sync followed by a journal checkpoint).
+        // Plus the seeds that found bugs.
         (None, None) => (1..=DEFAULT_SEEDS).chain(FOUND_SEEDS).collect(),
     };
     let mut total = SimReport::default();

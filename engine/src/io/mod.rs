@@ -66,6 +66,9 @@ pub struct DataFile {
     uid: u64,
     /// The simulated disk the file is on, and its inode there.
     sim: Option<(Arc<SimDisk>, u64)>,
+    /// An `fdatasync` of this file failed: bytes written before it may never reach the
+    /// disk, whatever later syncs say (Linux marks the pages clean).
+    sync_failed: std::sync::atomic::AtomicBool,
 }
 
 impl DataFile {
@@ -104,6 +107,7 @@ impl DataFile {
             file,
             uid: NEXT_FILE_UID.fetch_add(1, Ordering::Relaxed),
             sim,
+            sync_failed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -144,11 +148,19 @@ impl DataFile {
     }
 
     pub(crate) fn sync_data(&self) -> Result<()> {
-        match &self.sim {
+        let result = match &self.sim {
             Some((disk, ino)) => disk.sync(*ino),
             None => self.file.sync_data(),
+        };
+        if result.is_err() {
+            self.sync_failed.store(true, Ordering::Release);
         }
-        .map_err(|e| Error::io(&self.path, e))
+        result.map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Whether an `fdatasync` of this file (through this handle) ever failed.
+    pub(crate) fn sync_failed(&self) -> bool {
+        self.sync_failed.load(Ordering::Acquire)
     }
 
     /// Frees the blocks of `[file_offset, file_offset + len)` so that they read as zeros,
