@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::io::sim::{Fault, OpKind, SimDisk, SimStats};
+use crate::io::sim::{Fault, OpKind, SimDisk, SimStats, SplitMix64};
 use crate::{
     CommitConfig, Durability, Engine, EngineConfig, Error, IoBackend, IteratorType, LimitsConfig,
     ListShardsInput, LogConfig, ManualClock, PutRecordInput, Shard,
@@ -53,11 +53,11 @@ const OPEN_SHARDS_MAX: usize = 6;
 const TRACE_KEEP: usize = 60;
 
 /// Where a run's choices come from.
-pub enum Source<'a> {
+pub(crate) enum Source<'a> {
     /// A seeded generator; the run ends after `ops` operations.
     Seeded {
-        /// splitmix64 state.
-        state: u64,
+        /// The generator (the simulated disk's splitmix64).
+        rng: SplitMix64,
         /// Operations left.
         ops: usize,
     },
@@ -69,13 +69,7 @@ impl Source<'_> {
     /// A choice in `0..n` (`n` > 0), or `None` when the source is exhausted.
     fn below(&mut self, n: u64) -> Option<u64> {
         match self {
-            Source::Seeded { state, .. } => {
-                *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = *state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                Some((z ^ (z >> 31)) % n)
-            }
+            Source::Seeded { rng, .. } => Some(rng.below(n)),
             Source::Bytes(bytes) => {
                 let (&first, rest) = bytes.split_first()?;
                 let mut value = u64::from(first);
@@ -122,7 +116,7 @@ pub struct SimReport {
 /// Runs one seeded simulation of `ops` operations; panics with the seed and the trace on a
 /// violation.
 pub fn run_seed(seed: u64, ops: usize) -> SimReport {
-    let source = Source::Seeded { state: seed, ops };
+    let source = Source::Seeded { rng: SplitMix64(seed), ops };
     run(source, seed, &format!("seed {seed} (RIFFLE_SIM_SEED={seed})"))
 }
 

@@ -763,7 +763,7 @@ fn import(root: &Path, rel: &Path, state: &mut State) -> io::Result<()> {
 
 /// splitmix64: small, fast, and good enough to draw crash outcomes.
 #[derive(Debug)]
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
     fn next(&mut self) -> u64 {
@@ -775,7 +775,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
             0
         } else {
