@@ -16,6 +16,19 @@ if ! python3 -c 'import boto3, awscli' >/dev/null 2>&1; then
     python3 -m pip install --quiet boto3 awscli
 fi
 
+# ... and with the AWS SDK for JavaScript v3 (from npm, pinned by its package-lock.json).
+# Node.js comes from Debian's packages when the machine has none.
+if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing Node.js for the Kinesis API tests"
+    sudo_="" ; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+    $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq nodejs npm >/dev/null
+fi
+js=server/tests/kinesis/js
+if [ ! -d "$js/node_modules/@aws-sdk/client-kinesis" ]; then
+    echo "== installing the AWS SDK for JavaScript for the Kinesis API tests"
+    npm ci --prefix "$js" --no-audit --no-fund --loglevel=error
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -2,42 +2,11 @@
 //! runs the operations a Kinesis user starts with, and the errors they expect, against a
 //! real `riffled`. `scripts/test.sh` installs boto3 when it is missing.
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+mod support;
 
-/// Starts `riffled` with the Kinesis API on an ephemeral port (plus `extra` flags); returns
-/// the process and the API's `http://` endpoint. The process is killed on drop.
-struct Daemon {
-    child: std::process::Child,
-    endpoint: String,
-}
+use std::process::Command;
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, extra: &[&str]) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
-        .args(["--listen", "127.0.0.1:0", "--kinesis-listen", "127.0.0.1:0", "--log-level", "warn"])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start riffled");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut endpoint = None;
-    for _ in 0..2 {
-        let line = lines.next().expect("a line").expect("read");
-        if let Some(addr) = line.strip_prefix("kinesis api listening on ") {
-            endpoint = Some(format!("http://{addr}"));
-        }
-    }
-    Daemon { child, endpoint: endpoint.expect("the Kinesis API address") }
-}
+use support::start;
 
 #[test]
 fn boto3_runs_the_conformance_script_against_riffled() {
