@@ -86,6 +86,9 @@ pub struct Daemon {
 impl Daemon {
     /// Binds every core's socket and starts serving `service`.
     pub fn start(config: DaemonConfig, service: Service) -> std::io::Result<Daemon> {
+        if config.listen.port() != 0 {
+            ensure_unused(config.listen)?;
+        }
         let first = listener(config.listen)?;
         let local_addr = first.local_addr()?;
         let mut sockets = vec![first];
@@ -130,6 +133,26 @@ impl Daemon {
             let _ = core.join();
         }
     }
+}
+
+/// Fails with `AddrInUse` if something already listens on `addr`.
+///
+/// The cores' sockets carry SO_REUSEPORT, and Linux lets any process of the same user join
+/// such a group: a second `riffled` on the same address would start without a word and take
+/// a share of the connections (seen here: a benchmark that half-reached a stale daemon). So
+/// the address is first bound without SO_REUSEPORT, which any listener on it refuses;
+/// SO_REUSEADDR keeps connections in TIME_WAIT from a previous run from counting.
+fn ensure_unused(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::new(e.kind(), format!("{addr} is already in use (another riffled?)"))
+        } else {
+            e
+        }
+    })
 }
 
 /// A listening socket with SO_REUSEPORT, so that every core can bind the same port.

@@ -602,6 +602,48 @@ fn push_fan_out_to_eight_consumers_with_one_slow() {
     );
 }
 
+/// A second `riffled` on an address a first one serves refuses to start, instead of joining
+/// its SO_REUSEPORT group and taking part of its connections; both its Kinesis listener and
+/// its binary one are checked.
+#[test]
+fn a_second_riffled_on_the_same_address_refuses_to_start() {
+    let (first_dir, second_dir) =
+        (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let first = Riffled::start(first_dir.path());
+    let mut second = Command::new(env!("CARGO_BIN_EXE_riffled"))
+        .args(["--listen", &first.addr, "--kinesis-listen", "off", "--log-level", "warn"])
+        .arg("--data-dir")
+        .arg(second_dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run a second riffled");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("the second riffled is still running: it joined the first one's port");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    second.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+    assert!(!status.success(), "the second riffled exited 0: {stderr}");
+    assert!(stderr.contains(&format!("{} is already in use", first.addr)), "{stderr}");
+    // The first one still serves.
+    let mut client = first.client();
+    client
+        .call(&Request::ListStreams {
+            limit: None,
+            exclusive_start_stream_name: None,
+            next_token: None,
+        })
+        .expect("first still serves");
+}
+
 /// `--config FILE`: the keys of the flags; a flag beats the file; unknown keys are refused.
 #[test]
 fn riffled_reads_a_toml_config_file() {
