@@ -43,6 +43,9 @@ pub fn table(r: &RunResult) -> String {
         r.produced.throttled,
         r.produced.errors
     );
+    if let Some(first) = crate::target::first_error() {
+        let _ = writeln!(out, "first error: {first}");
+    }
     if let Some(cons) = &r.consumed {
         let _ = writeln!(
             out,

@@ -477,7 +477,8 @@ fn consume_push(
         let Some(event) = events.next() else { break };
         let (shard, records) = match event {
             Ok(page) => page,
-            Err(_) => {
+            Err(e) => {
+                crate::target::note_error(|| format!("subscription: {e}"));
                 counts.errors += 1;
                 continue;
             }
@@ -677,7 +678,10 @@ fn consume(
                     }
                     *slot = page.next;
                 }
-                Err(_) => counts.errors += 1,
+                Err(e) => {
+                    crate::target::note_error(|| format!("read: {e}"));
+                    counts.errors += 1
+                }
             }
         }
         if !behind && catch_up.is_none() {

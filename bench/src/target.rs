@@ -19,6 +19,22 @@ pub struct PutOutcome {
     pub failed: u64,
 }
 
+/// The first failure of the run, kept for the report: a count of errors always comes with
+/// one of their messages.
+static FIRST_ERROR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records `message` if it is the run's first failure (the closure runs only then).
+pub fn note_error(message: impl FnOnce() -> String) {
+    if FIRST_ERROR.get().is_none() {
+        let _ = FIRST_ERROR.set(message());
+    }
+}
+
+/// The run's first failure, if any.
+pub fn first_error() -> Option<&'static str> {
+    FIRST_ERROR.get().map(String::as_str)
+}
+
 /// A put that was sent and is not yet acknowledged.
 pub trait PendingPut: Send {
     /// Blocks until the outcome is known.
@@ -155,7 +171,10 @@ impl PendingPut for EnginePending {
             Err((e, n)) if e.kinesis_name() == "ProvisionedThroughputExceededException" => {
                 PutOutcome { throttled: n, ..PutOutcome::default() }
             }
-            Err((_, n)) => PutOutcome { failed: n, ..PutOutcome::default() },
+            Err((e, n)) => {
+                note_error(|| format!("put: {e}"));
+                PutOutcome { failed: n, ..PutOutcome::default() }
+            }
         }
     }
 }
@@ -290,7 +309,10 @@ struct ServerPending(tokio::sync::oneshot::Receiver<PutOutcome>);
 
 impl PendingPut for ServerPending {
     fn wait(self: Box<Self>) -> PutOutcome {
-        self.0.blocking_recv().unwrap_or(PutOutcome { failed: 1, ..PutOutcome::default() })
+        self.0.blocking_recv().unwrap_or_else(|_| {
+            note_error(|| "put: the request task ended without an answer".to_string());
+            PutOutcome { failed: 1, ..PutOutcome::default() }
+        })
     }
 }
 
@@ -372,7 +394,10 @@ impl Target for ServerTarget {
                             {
                                 o.throttled += 1
                             }
-                            PutResult::Failed { .. } => o.failed += 1,
+                            PutResult::Failed { error_code, error_message } => {
+                                note_error(|| format!("put record: {error_code}: {error_message}"));
+                                o.failed += 1
+                            }
                         }
                     }
                     o
@@ -382,7 +407,14 @@ impl Target for ServerTarget {
                 {
                     PutOutcome { throttled: n, ..PutOutcome::default() }
                 }
-                _ => PutOutcome { failed: n, ..PutOutcome::default() },
+                Ok(other) => {
+                    note_error(|| format!("put: unexpected response {other:?}"));
+                    PutOutcome { failed: n, ..PutOutcome::default() }
+                }
+                Err(e) => {
+                    note_error(|| format!("put: {e}"));
+                    PutOutcome { failed: n, ..PutOutcome::default() }
+                }
             };
             let _ = tx.send(outcome);
         });
@@ -629,7 +661,10 @@ impl Target for KinesisTarget {
                         match r["ErrorCode"].as_str() {
                             None => o.ok += 1,
                             Some(c) if c.starts_with("Provisioned") => o.throttled += 1,
-                            Some(_) => o.failed += 1,
+                            Some(c) => {
+                                note_error(|| format!("put record: {c}: {}", r["ErrorMessage"]));
+                                o.failed += 1
+                            }
                         }
                     }
                     o
@@ -638,7 +673,10 @@ impl Target for KinesisTarget {
                 Err(e) if e.starts_with("Provisioned") => {
                     PutOutcome { throttled: n, ..PutOutcome::default() }
                 }
-                Err(_) => PutOutcome { failed: n, ..PutOutcome::default() },
+                Err(e) => {
+                    note_error(|| format!("put: {e}"));
+                    PutOutcome { failed: n, ..PutOutcome::default() }
+                }
             };
             let _ = tx.send(outcome);
         });
