@@ -78,7 +78,12 @@ pub(super) fn blob(v: &Value, name: &str) -> Result<Vec<u8>, Fault> {
 
 /// The stream named by `StreamARN` or `StreamName` (both must agree).
 pub(super) fn stream(v: &Value) -> Result<String, Fault> {
-    match (opt_str(v, "StreamARN")?, opt_str(v, "StreamName")?) {
+    stream_of(opt_str(v, "StreamARN")?, opt_str(v, "StreamName")?)
+}
+
+/// The stream named by a `StreamARN` and a `StreamName` member, either of which may be absent.
+pub(super) fn stream_of(arn: Option<&str>, name: Option<&str>) -> Result<String, Fault> {
+    match (arn, name) {
         (Some(arn), Some(name)) => {
             if !arn.ends_with(&format!("/{name}")) {
                 return Err(fault(

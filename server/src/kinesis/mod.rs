@@ -18,6 +18,7 @@ mod cbor;
 mod events;
 mod fields;
 mod ops;
+mod records;
 
 use std::net::SocketAddr;
 
@@ -118,6 +119,7 @@ impl KinesisApi {
 }
 
 /// An error reply: the exception name, its message, and the HTTP status.
+#[derive(Debug)]
 struct Fault {
     code: String,
     message: Option<String>,
@@ -238,6 +240,20 @@ async fn handle(
     if let Some(credentials) = &credentials {
         if let Err(r) = crate::sigv4::verify(credentials, &method, &path, &query, &headers, &body) {
             return error(fault(r.code, r.message));
+        }
+    }
+    if operation == "PutRecords" && !cbor {
+        // The hot path (records.rs); `None` hands the body to the general path below.
+        let (fast_engine, fast_body) = (engine.clone(), body.clone());
+        let fast =
+            tokio::task::spawn_blocking(move || records::put_records(&fast_engine, &fast_body));
+        match fast.await {
+            Ok(Some(Ok(reply))) => return respond(200, &reply_type, reply),
+            Ok(Some(Err(f))) => return error(f),
+            Ok(None) => {}
+            Err(_) => {
+                return error(Fault { code: "InternalFailure".into(), message: None, status: 500 })
+            }
         }
     }
     let parsed = if body.is_empty() {
