@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Model-checks the engine's concurrency core with loom (engine/tests/loom_*.rs): watermark
-# publication, Completion, DirtyQueue shutdown and the group-commit hand-off, then checks
-# that loom still catches the deliberately broken hand-off (a lost wake-up).
+# publication, Completion, DirtyQueue shutdown and hold, the group-commit hand-off and the
+# journal's checkpoint queue (JobQueue), then checks that loom still catches the
+# deliberately broken hand-off (a lost wake-up).
 #
 #   bash scripts/loom.sh                        # models + broken-variant check (CI)
 #   LOOM_MAX_PREEMPTIONS=3 bash scripts/loom.sh # deeper search (default bound 2; must be >= 1)

@@ -252,7 +252,7 @@ fn run(
         if stopping {
             sync_unsynced(&mut *io, &mut unsynced);
             if let Some(mut j) = journal.take() {
-                if let Err(e) = j.close(&mut *io) {
+                if let Err(e) = j.close() {
                     tracing::error!(error = %e, "journal checkpoint at stop failed; the next start replays it");
                 }
             }
@@ -292,7 +292,7 @@ fn cycle(
         }
     }
     let staged = match journal.as_mut().filter(|_| journaled) {
-        Some(j) => match j.stage(io, &mut ops) {
+        Some(j) => match j.stage(&mut ops) {
             Ok(staged) => staged,
             Err(e) => {
                 // A checkpoint sync failed: the journal keeps what it holds (the next start

@@ -6,11 +6,15 @@
 //! - [`DirtyQueue`]: the set of logs with pending appends. A producer that makes a log
 //!   dirty enqueues it (once, until the committer takes it) and wakes the committer; the
 //!   committer takes the whole set at the start of a cycle.
+//! - [`JobQueue`]: jobs for one background worker (the journal's checkpoints), waited for
+//!   by ticket.
 //!
 //! # Invariants (model-checked in `tests/loom_group_commit.rs`)
 //! - No lost wake-up: an item marked after the committer took the set is in the next set.
 //! - Every completion is completed exactly once, and a waiter that arrives after completion
 //!   returns at once.
+//! - A job's ticket is waited for only until that job and every earlier one are done, and a
+//!   failure reaches every later wait.
 //!
 //! [`wait`]: Completion::wait
 
@@ -314,5 +318,110 @@ impl WakeList {
             let wakers = std::mem::take(&mut *lock(&self.wakers));
             wakers.into_iter().for_each(Waker::wake);
         }
+    }
+}
+
+/// Jobs handed in order to one worker thread (the journal's background checkpoints), each
+/// known by a ticket that the submitter can wait for.
+///
+/// - The submitter: [`submit`](JobQueue::submit) returns the job's ticket;
+///   [`wait`](JobQueue::wait) blocks until that job and every earlier one are done.
+/// - The worker: [`next`](JobQueue::next) blocks for the next job (`None` once shut down and
+///   drained), and [`done`](JobQueue::done) reports it, with its failure if it failed.
+///
+/// A failure is sticky: the wait for the failed job's ticket and for every later one
+/// returns it, so nothing can proceed as if a failed checkpoint had happened; a wait for an
+/// earlier ticket is not affected (found by the loom model, which ran job 2's failure
+/// before the wait for job 1). Modelled in `tests/loom_handoff.rs`.
+#[derive(Debug)]
+pub struct JobQueue<J, E> {
+    state: Mutex<JobState<J, E>>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct JobState<J, E> {
+    queue: std::collections::VecDeque<J>,
+    submitted: u64,
+    done: u64,
+    /// The first failed job: its ticket and error.
+    failed: Option<(u64, E)>,
+    shutdown: bool,
+}
+
+impl<J, E: Clone> Default for JobQueue<J, E> {
+    fn default() -> Self {
+        JobQueue {
+            state: Mutex::new(JobState {
+                queue: std::collections::VecDeque::new(),
+                submitted: 0,
+                done: 0,
+                failed: None,
+                shutdown: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+}
+
+impl<J, E: Clone> JobQueue<J, E> {
+    /// Queues `job`; returns its ticket (1, 2, ...).
+    pub fn submit(&self, job: J) -> u64 {
+        let mut state = lock(&self.state);
+        state.queue.push_back(job);
+        state.submitted += 1;
+        let ticket = state.submitted;
+        drop(state);
+        self.changed.notify_all();
+        ticket
+    }
+
+    /// Blocks until the job of `ticket` and all before it are done; the first failure
+    /// among them or, if a job failed earlier still, that one's.
+    pub fn wait(&self, ticket: u64) -> Result<(), E> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some((failed, e)) = &state.failed {
+                if *failed <= ticket {
+                    return Err(e.clone());
+                }
+            }
+            if state.done >= ticket {
+                return Ok(());
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Worker: the next job, in submission order; `None` once shut down with nothing left.
+    pub fn next(&self) -> Option<J> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(job) = state.queue.pop_front() {
+                return Some(job);
+            }
+            if state.shutdown {
+                return None;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Worker: the job from the last [`next`](JobQueue::next) is finished.
+    pub fn done(&self, result: Result<(), E>) {
+        let mut state = lock(&self.state);
+        state.done += 1;
+        if let Err(e) = result {
+            let ticket = state.done;
+            state.failed.get_or_insert((ticket, e));
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// The worker ends once the queued jobs are done.
+    pub fn shutdown(&self) {
+        lock(&self.state).shutdown = true;
+        self.changed.notify_all();
     }
 }

@@ -21,7 +21,8 @@
 //!   appended in [batches](batch) whose bytes are the same on disk and on the wire.
 //! - A [`CommitGroup`] owns a thread that commits the appends of its logs in cycles: group
 //!   commit across producers and across shards ([`group_commit`]). Under `sync`, a cycle
-//!   syncs only the group's [`journal`]; segments are synced when it wraps.
+//!   syncs only the group's [`journal`]; a background thread syncs the segments each time
+//!   one of the journal's two halves fills.
 //! - [`io::sim`] is a simulated disk (power loss, torn writes, failing I/O) that the
 //!   engine's crash tests and the `differential` fuzz target run on.
 //! - Reads return [`bytes::Bytes`] that borrow the segment's memory map (no copy), bounded

@@ -7,6 +7,9 @@
 //!   and the release wakes the committer.
 //! - `DirtyQueue` shutdown: a committer in `take` returns `Taken::Shutdown` carrying the
 //!   items still queued, and every marked item is handed out exactly once.
+//! - `JobQueue` (the journal's background checkpoints): the worker gets the jobs in order,
+//!   a wait for a ticket returns only once that job and the earlier ones are done, a
+//!   failure reaches the waits after it, and shutdown ends an idle worker.
 //!
 //! Any lost wake-up shows up as a loom deadlock (a failed test, or an aborted test process).
 //! Some models also record which outcomes they explored (std atomics, outside the model)
@@ -24,7 +27,7 @@ mod loom_common;
 
 use loom::sync::Arc;
 use loom::thread;
-use riffle_engine::handoff::{Completion, DirtyQueue, Taken};
+use riffle_engine::handoff::{Completion, DirtyQueue, JobQueue, Taken};
 
 /// A waker that unparks the loom thread that created it.
 struct Unparker(thread::Thread);
@@ -263,4 +266,37 @@ fn held_items_are_taken_together_and_release_wakes_the_committer() {
             );
         },
     );
+}
+
+/// The journal's pattern: submit a checkpoint, then wait for the previous one, while the
+/// worker runs them. A wait never returns before its job is done (the worker records what
+/// it finished, outside the model), the jobs run in order, and a failed job fails every
+/// later wait. Then shutdown ends the worker, which may be idle in `next`.
+#[test]
+fn job_queue_waits_follow_the_worker_and_failures_stick() {
+    loom_common::explore_concurrent("job_queue_waits_follow_the_worker", || {
+        let jobs: Arc<JobQueue<u32, &'static str>> = Arc::new(JobQueue::default());
+        let finished = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let worker = {
+            let (jobs, finished) = (Arc::clone(&jobs), Arc::clone(&finished));
+            thread::spawn(move || {
+                let mut order = Vec::new();
+                while let Some(job) = jobs.next() {
+                    order.push(job);
+                    finished.fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
+                    jobs.done(if job == 2 { Err("checkpoint 2 failed") } else { Ok(()) });
+                }
+                order
+            })
+        };
+        let first = jobs.submit(1);
+        let second = jobs.submit(2);
+        assert_eq!(jobs.wait(first), Ok(()));
+        assert!(finished.load(loom::sync::atomic::Ordering::SeqCst) >= 1, "waited past job 1");
+        assert_eq!(jobs.wait(second), Err("checkpoint 2 failed"));
+        let third = jobs.submit(3);
+        assert_eq!(jobs.wait(third), Err("checkpoint 2 failed"), "a failure sticks");
+        jobs.shutdown();
+        assert_eq!(worker.join().expect("worker"), vec![1, 2, 3], "every job, in order");
+    });
 }

@@ -82,8 +82,10 @@ pub struct EngineConfig {
     pub commit: CommitConfig,
     /// Under `sync` durability, each commit group commits through a journal of this many
     /// bytes (`journal-<n>.log` in the data directory): one `fdatasync` per commit cycle
-    /// instead of one per dirty shard ([`crate::journal`]). 0 turns journals off. Journals
-    /// left by an earlier run are replayed at open either way. Default 32 MiB.
+    /// instead of one per dirty shard ([`crate::journal`]). The file is two halves; when
+    /// one fills, a background thread syncs the segments it covered while cycles go on in
+    /// the other. 0 turns journals off. Journals left by an earlier run are replayed at open
+    /// either way. Default 32 MiB; smallest 64 KiB.
     pub journal_bytes: u64,
     /// Number of commit groups (committing threads); shards are spread over them. Default 1.
     pub commit_groups: usize,

@@ -112,7 +112,6 @@ impl DataFile {
     }
 
     /// Whether the file is on a simulated disk (whose model only the std backend drives).
-    #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
     pub(crate) fn is_simulated(&self) -> bool {
         self.sim.is_some()
     }

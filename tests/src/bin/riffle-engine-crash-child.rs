@@ -2,7 +2,8 @@
 //! durability from several producers while another thread splits and merges shards, and
 //! reports every acknowledgement on stdout, until it is killed.
 //!
-//! Usage: `riffle-engine-crash-child <dir> <std|auto> <run>`
+//! Usage: `riffle-engine-crash-child <dir> <std|auto> <run> [<journal bytes>]`
+//! (the journal's size; 0 or absent: the default).
 //!
 //! Opens the engine in `<dir>`, creates the stream `crash` (2 shards) if it is missing,
 //! prints `READY`, then runs 3 producers and 1 resharder. A producer puts one record, waits
@@ -33,12 +34,21 @@ fn emit(line: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: riffle-engine-crash-child <dir> <std|auto> <run>";
+    let usage = "usage: riffle-engine-crash-child <dir> <std|auto> <run> [<journal bytes>]";
     let dir = args.get(1).unwrap_or_else(|| fail(usage));
     let backend: IoBackend =
         args.get(2).and_then(|a| a.parse().ok()).unwrap_or_else(|| fail(usage));
     let run: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or_else(|| fail(usage));
+    let journal_bytes = match args.get(4) {
+        Some(a) => a.parse().unwrap_or_else(|_| fail(usage)),
+        None => 0,
+    };
     let config = EngineConfig {
+        journal_bytes: if journal_bytes == 0 {
+            EngineConfig::default().journal_bytes
+        } else {
+            journal_bytes
+        },
         commit: CommitConfig {
             durability: Durability::Sync,
             io_backend: backend,
