@@ -3,9 +3,9 @@
 //! `127.0.0.1:4567`). It is a second front end over the same [`Engine`]: it needs nothing but
 //! the engine's embedding API.
 //!
-//! Built so far (issue 7, first part): `POST /` with `X-Amz-Target: Kinesis_20131202.<Op>`
-//! and a JSON body, for the stream, shard, record, resharding, retention, consumer and tag
-//! operations; errors as `{"__type", "message"}` with HTTP 400 (500 for `InternalFailure`);
+//! `POST /` with `X-Amz-Target: Kinesis_20131202.<Op>` and a JSON body, for the stream,
+//! shard, record, resharding, retention, consumer and tag operations (PutRecords in JSON
+//! has a faster path of its own, `records.rs`); errors as `{"__type", "message"}` with HTTP 400 (500 for `InternalFailure`);
 //! HTTP/1.1 and HTTP/2 (hyper); bodies in JSON (`application/x-amz-json-1.1`) or CBOR
 //! (`application/x-amz-cbor-1.1`, the Java SDK's default: blobs as byte strings, timestamps
 //! as tag 1), answered in the request's format. Requests are not authenticated (signatures
@@ -13,6 +13,10 @@
 //! signed with one of them (SigV4, [`crate::sigv4`]). SubscribeToShard answers with an
 //! `application/vnd.amazon.eventstream` body (an `initial-response`, then
 //! `SubscribeToShardEvent`s) streamed as records become durable.
+//!
+//! Tested with real clients against a real `riffled`: boto3 and the AWS CLI
+//! (`tests/kinesis_boto3.rs`), the AWS SDK for Rust over HTTP/1.1 and HTTP/2 and the AWS SDK
+//! for JavaScript v3 over HTTP/2 (`tests/kinesis_sdk.rs`), and raw CBOR requests.
 
 mod cbor;
 mod events;

@@ -2,7 +2,7 @@
 //! page's examples). Shared by the server and the client.
 //!
 //! This module owns the wire below the messages: the handshake, frames and the primitive
-//! encodings; [`messages`] owns the body of every request and response.
+//! encodings; `messages` owns the body of every request and response.
 //!
 //! Decoding never trusts a length: every length and count is checked against the bytes
 //! left before anything is allocated, frames are bounded by `max_frame`, and any input
