@@ -4,7 +4,7 @@
 //! A run opens an engine (std backend, `sync` durability, one commit group with or without a
 //! journal, chosen at every open, no background
 //! maintenance, a manual clock) in a fresh directory mounted as a simulated disk, and
-//! applies operations chosen by a [`Source`]: PutRecord and PutRecords of records whose
+//! applies operations chosen by a `Source` (seeded, or the fuzzer's bytes): PutRecord and PutRecords of records whose
 //! bytes are derived from a unique id, splits and merges, clock moves (which roll segments
 //! by age), scheduled faults (EIO or ENOSPC on the next write, sync, length change,
 //! create, rename or directory sync), power losses (now, or at a chosen future
