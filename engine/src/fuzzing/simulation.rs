@@ -2,11 +2,11 @@
 //! power losses and I/O faults, checked against a model of what Kinesis promises.
 //!
 //! A run opens an engine (std backend, `sync` durability, one commit group with or without a
-//! journal, chosen at every open, no background
-//! maintenance, a manual clock) in a fresh directory mounted as a simulated disk, and
-//! applies operations chosen by a `Source` (seeded, or the fuzzer's bytes): PutRecord and PutRecords of records whose
-//! bytes are derived from a unique id, splits and merges, clock moves (which roll segments
-//! by age), scheduled faults (EIO or ENOSPC on the next write, sync, length change,
+//! journal, chosen at every open, no background maintenance, a manual clock) in a fresh
+//! directory mounted as a simulated disk, and applies operations chosen by a `Source`
+//! (seeded, or the fuzzer's bytes): PutRecord and PutRecords of records whose bytes are
+//! derived from a unique id, splits and merges, clock moves (which roll segments by age),
+//! scheduled faults (EIO or ENOSPC on the next write, sync, length change,
 //! create, rename or directory sync), power losses (now, or at a chosen future
 //! operation), clean reopens, and full checks. After every power loss it restarts the disk,
 //! reopens the engine and checks, against the model:
