@@ -108,6 +108,8 @@ impl Drop for CommitHold {
 pub struct CommitGroup {
     queue: Arc<Queue>,
     durability: Durability,
+    /// Commits through a journal (under `sync`, with one configured).
+    journaled: bool,
     backend_name: &'static str,
     thread: Option<JoinHandle<()>>,
     preparer: Preparer,
@@ -133,14 +135,17 @@ impl CommitGroup {
             }
             (None, _) => None,
         };
-        Self::start_with(config.durability, move || {
+        let journaled = journal.is_some();
+        let mut group = Self::start_with(config.durability, move || {
             let io = io::commit_io(backend)?;
             let journal = match journal {
                 Some(path) => Some(Journal::open(&path, journal_bytes)?),
                 None => None,
             };
             Ok((io, journal))
-        })
+        })?;
+        group.journaled = journaled;
+        Ok(group)
     }
 
     /// Starts the committing thread with the I/O backend `make_io` builds on that thread.
@@ -183,7 +188,14 @@ impl CommitGroup {
             .map_err(|e| Error::io("riffle-commit thread", e))?;
         let backend_name = ready_rx.recv().map_err(|_| Error::Closed)??;
         let preparer = Preparer::start()?;
-        Ok(CommitGroup { queue, durability, backend_name, thread: Some(thread), preparer })
+        Ok(CommitGroup {
+            queue,
+            durability,
+            journaled: false,
+            backend_name,
+            thread: Some(thread),
+            preparer,
+        })
     }
 
     /// The I/O backend in use: `"io_uring"` or `"std"`.
@@ -194,6 +206,12 @@ impl CommitGroup {
     /// The durability mode the group commits under.
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// Whether the group commits through a journal: then segments are synced only at the
+    /// journal's background checkpoints, never on an acknowledgement's path.
+    pub fn journaled(&self) -> bool {
+        self.journaled
     }
 
     pub(crate) fn queue(&self) -> &Arc<Queue> {

@@ -304,7 +304,13 @@ impl ShardLog {
             queue: Arc::clone(group.queue()),
             prep: std::sync::Arc::new(PrepSlot::default()),
             preparer: group.preparer(),
-            prepare_segments: config.prepare_segments && group.durability() != Durability::None,
+            // Zero-filled segments make the syncs that acknowledge appends cheaper. Under a
+            // journal those syncs are the journal's, and segments are synced only by its
+            // background checkpoints, so filling them would only write every byte twice
+            // (measured: the preparer took 56 % of riffled's CPU under batched puts).
+            prepare_segments: config.prepare_segments
+                && group.durability() != Durability::None
+                && !group.journaled(),
             durable_seals: group.durability() != Durability::None,
             config,
             _lock: lock_file,

@@ -453,6 +453,39 @@ fn the_next_segment_is_zero_filled_in_the_background_and_used_at_the_roll() {
     }
 }
 
+/// Under a journal, segment syncs are the background checkpoints', so zero-filling the next
+/// segment would only write every byte twice: a journaled group does not prepare, even
+/// with `prepare_segments` on, and its segments stay sparse.
+#[test]
+fn a_journaled_group_does_not_prepare_segments() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(1_000);
+    let g = CommitGroup::start(CommitConfig {
+        durability: Durability::Sync,
+        io_backend: IoBackend::Std,
+        journal: Some(dir.path().join("journal-0.log")),
+        journal_bytes: 256 * 1024,
+    })
+    .expect("commit group");
+    assert!(g.journaled());
+    let logs = dir.path().join("log");
+    let log = ShardLog::open(&logs, small_config(&clock), &g).expect("open");
+    let record = vec![7u8; 1000];
+    let mut i = 0;
+    while log.segment_count() < 3 {
+        log.append_wait(&[rec(&record)]).expect("append");
+        i += 1;
+    }
+    assert!(!logs.join("next.log.prep").exists(), "no segment was prepared");
+    // The active segment, just rolled to, holds a record or two: a prepared file would be
+    // fully allocated.
+    let active = list(&logs).into_iter().rfind(|n| n.ends_with(".log")).expect("active");
+    let blocks = std::fs::metadata(logs.join(&active)).expect("meta").blocks() * 512;
+    assert!(blocks < 32 * 1024, "a sparse segment ({blocks} bytes allocated)");
+    assert_eq!(read_all(&log, 0).len(), i);
+}
+
 #[test]
 fn dropping_the_commit_group_closes_its_logs_instead_of_hanging() {
     let dir = tempfile::tempdir().expect("tempdir");
