@@ -121,8 +121,18 @@ async fn conformance(http2: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = support::start(dir.path(), &["--no-limits"]);
     let k = client(&daemon.endpoint, http2, "AKIDEXAMPLE", "secret");
+    let arn = streams(&k).await;
+    let first = puts(&k, &arn).await;
+    reads(&k, first).await;
+    let open_shard = resharding(&k).await;
+    retention_and_tags(&k).await;
+    consumers(&k, &arn, &open_shard).await;
+    teardown(&k, &arn).await;
+}
 
-    // Streams.
+/// CreateStream and DescribeStreamSummary, and the errors of creating and describing;
+/// returns the stream's ARN.
+async fn streams(k: &kinesis::Client) -> String {
     k.create_stream().stream_name("orders").shard_count(3).send().await.expect("CreateStream");
     let summary = k
         .describe_stream_summary()
@@ -154,7 +164,12 @@ async fn conformance(http2: bool) {
     let (code, _) = error(k.create_stream().stream_name("bad name!").shard_count(1).send().await);
     assert_eq!(code, "ValidationException");
 
-    // Puts: the reference keys of spec §1.5 route to their shards; PutRecords by the ARN.
+    arn
+}
+
+/// The reference keys of spec §1.5 route to their shards; PutRecords by the ARN. Returns
+/// the first record's sequence number.
+async fn puts(k: &kinesis::Client, arn: &str) -> Option<String> {
     let mut first = None;
     for (key, shard) in [("a", 0), ("b", 1), ("e", 2)] {
         let out = k
@@ -180,7 +195,7 @@ async fn conformance(http2: bool) {
         .collect();
     let batch = k
         .put_records()
-        .stream_arn(&arn)
+        .stream_arn(arn)
         .set_records(Some(entries))
         .send()
         .await
@@ -189,12 +204,16 @@ async fn conformance(http2: bool) {
     assert_eq!(batch.records.len(), 50);
     assert!(batch.records.iter().all(|r| r.shard_id.as_deref() == Some("shardId-000000000000")));
 
-    // Reads: every iterator type.
+    first
+}
+
+/// Every iterator type, the arrival time, and the iterator errors.
+async fn reads(k: &kinesis::Client, first: Option<String>) {
     let shards = k.list_shards().stream_name("orders").send().await.expect("ListShards");
     let ids: Vec<&str> = shards.shards().iter().map(|s| s.shard_id.as_str()).collect();
     assert_eq!(ids, [shard_id(0), shard_id(1), shard_id(2)]);
     let shard0 = shard_id(0);
-    let it = iterator(&k, &shard0, ShardIteratorType::TrimHorizon).await;
+    let it = iterator(k, &shard0, ShardIteratorType::TrimHorizon).await;
     let page = k.get_records().shard_iterator(it).limit(10).send().await.expect("GetRecords");
     assert_eq!(page.records.len(), 10);
     assert_eq!(page.records[0].data.as_ref(), b"a");
@@ -249,7 +268,7 @@ async fn conformance(http2: bool) {
     let (code, message) = error(at_timestamp(3600).await);
     assert_eq!(code, "InvalidArgumentException");
     assert!(message.starts_with("The timestampInMillis parameter cannot be greater"), "{message}");
-    let latest = iterator(&k, &shard0, ShardIteratorType::Latest).await;
+    let latest = iterator(k, &shard0, ShardIteratorType::Latest).await;
     let got = k.get_records().shard_iterator(latest).send().await.expect("GetRecords");
     assert!(got.records.is_empty());
     assert_eq!(got.millis_behind_latest, Some(0));
@@ -264,8 +283,12 @@ async fn conformance(http2: bool) {
             .await,
     );
     assert_eq!(code, "ResourceNotFoundException");
+}
 
-    // Resharding: a split closes the parent, which ends with its children.
+/// A split closes the parent, which ends with its children; a merge in the wrong order is
+/// refused, the right one done; UpdateShardCount. Returns an open shard.
+async fn resharding(k: &kinesis::Client) -> kinesis::types::Shard {
+    let shard0 = shard_id(0);
     k.split_shard()
         .stream_name("orders")
         .shard_to_split(&shard0)
@@ -273,7 +296,7 @@ async fn conformance(http2: bool) {
         .send()
         .await
         .expect("SplitShard");
-    let latest = iterator(&k, &shard0, ShardIteratorType::Latest).await;
+    let latest = iterator(k, &shard0, ShardIteratorType::Latest).await;
     let end = k.get_records().shard_iterator(latest).send().await.expect("GetRecords");
     assert!(end.next_shard_iterator.is_none());
     let children: Vec<&str> = end.child_shards().iter().map(|c| c.shard_id.as_str()).collect();
@@ -314,7 +337,11 @@ async fn conformance(http2: bool) {
         .expect("ListShards AT_LATEST");
     assert_eq!(open.shards().len(), 4);
 
-    // Retention and tags.
+    open.shards()[0].clone()
+}
+
+/// Retention up and (refused) down; tags added, removed, listed.
+async fn retention_and_tags(k: &kinesis::Client) {
     k.increase_stream_retention_period()
         .stream_name("orders")
         .retention_period_hours(48)
@@ -347,11 +374,14 @@ async fn conformance(http2: bool) {
     let tags: Vec<(&str, Option<&str>)> =
         tags.tags.iter().map(|t| (t.key.as_str(), t.value.as_deref())).collect();
     assert_eq!(tags, [("team", Some("payments"))]);
+}
 
-    // Consumers and SubscribeToShard.
+/// Consumers, and SubscribeToShard: the pushed record arrives; a second subscription and an
+/// unknown consumer are refused.
+async fn consumers(k: &kinesis::Client, arn: &str, open_shard: &kinesis::types::Shard) {
     let consumer = k
         .register_stream_consumer()
-        .stream_arn(&arn)
+        .stream_arn(arn)
         .consumer_name("billing")
         .send()
         .await
@@ -369,10 +399,9 @@ async fn conformance(http2: bool) {
         .consumer_description
         .expect("a description");
     assert_eq!(described.consumer_status.as_str(), "ACTIVE");
-    let listed = k.list_stream_consumers().stream_arn(&arn).send().await.expect("ListConsumers");
+    let listed = k.list_stream_consumers().stream_arn(arn).send().await.expect("ListConsumers");
     assert_eq!(listed.consumers().len(), 1);
 
-    let open_shard = &open.shards()[0];
     let start_key = open_shard.hash_key_range.as_ref().expect("a range").starting_hash_key.clone();
     let pushed = k
         .put_record()
@@ -442,9 +471,12 @@ async fn conformance(http2: bool) {
         .await;
     assert_eq!(error(unknown.map(|_| ())).0, "ResourceNotFoundException");
     drop(subscription);
+}
 
+/// Deregistering, listing and deleting.
+async fn teardown(k: &kinesis::Client, arn: &str) {
     k.deregister_stream_consumer()
-        .stream_arn(&arn)
+        .stream_arn(arn)
         .consumer_name("billing")
         .send()
         .await
