@@ -208,6 +208,8 @@ struct Shared {
     measure_from: Duration,
     stop: AtomicBool,
     acked: AtomicU64,
+    /// Records the consumers have seen (each consumer's copy counts).
+    delivered: AtomicU64,
     errors: AtomicU64,
     /// Acknowledgement latencies since the last progress tick.
     interval: Mutex<Latencies>,
@@ -242,6 +244,7 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
         measure_from: config.warmup,
         stop: AtomicBool::new(false),
         acked: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         interval: Mutex::new(Latencies::default()),
     });
@@ -273,14 +276,22 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
             for (i, shard) in shards.iter().enumerate() {
                 assigned[i % consumers].push(shard.clone());
             }
-            assigned
+            let assigned: Vec<Vec<String>> =
+                assigned.into_iter().filter(|a| !a.is_empty()).collect();
+            // The consumers take their iterators at the tip before any producer starts:
+            // otherwise, on a loaded machine, the first records could land before an
+            // iterator was taken and never be delivered (a flaky harness test).
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+            let handles: Vec<_> = assigned
                 .into_iter()
-                .filter(|a| !a.is_empty())
                 .map(|mine| {
-                    let shared = Arc::clone(&shared);
-                    s.spawn(move || consume(target, config, &shared, &mine, None))
+                    let (shared, ready) = (Arc::clone(&shared), ready_tx.clone());
+                    s.spawn(move || consume(target, config, &shared, &mine, None, Some(ready)))
                 })
-                .collect()
+                .collect();
+            drop(ready_tx);
+            while ready_rx.recv().is_ok() {}
+            handles
         } else {
             Vec::new()
         };
@@ -301,9 +312,23 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
             produced.errors += counts.errors;
             put_hist.merge(&hist);
         }
-        // Let consumers drain what was acknowledged, then stop them.
+        // Let consumers drain what was acknowledged (every consumer sees every record when
+        // pushed, one consumer each when polled), for at most 5 s, then stop them. (A fixed
+        // 200 ms pause lost records on a loaded machine: a flaky harness test.)
         if !consumer_handles.is_empty() {
-            std::thread::sleep(Duration::from_millis(200).max(config.poll_interval * 4));
+            let copies = match config.workload {
+                Workload::Push => u64::from(config.consumers.max(1)),
+                _ => 1,
+            };
+            let drained = || {
+                shared.delivered.load(Ordering::Acquire)
+                    >= shared.acked.load(Ordering::Acquire) * copies
+            };
+            let give_up = Instant::now() + Duration::from_secs(5);
+            std::thread::sleep(config.poll_interval * 4);
+            while !drained() && Instant::now() < give_up {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         shared.stop.store(true, Ordering::Release);
         let mut consumed = ConsumeCounts::default();
@@ -484,6 +509,7 @@ fn consume_push(
             }
         };
         let now = shared.now();
+        shared.delivered.fetch_add(records.len() as u64, Ordering::AcqRel);
         for r in &records {
             let Some(stamp) = payload::check(&r.data) else {
                 counts.corrupt += 1;
@@ -530,6 +556,7 @@ fn run_consume(
         measure_from: Duration::ZERO,
         stop: AtomicBool::new(false),
         acked: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         interval: Mutex::new(Latencies::default()),
     };
@@ -574,7 +601,7 @@ fn run_consume(
             .iter()
             .filter(|a| !a.is_empty())
             .map(|mine| {
-                s.spawn(|| consume(target, config, &shared, mine, Some((&read_count, total))))
+                s.spawn(|| consume(target, config, &shared, mine, Some((&read_count, total)), None))
             })
             .collect();
         for h in handles {
@@ -609,7 +636,7 @@ fn run_consume(
 }
 
 /// Polls `shards` until stopped. End-to-end (`catch_up` = `None`): from the tip, recording
-/// put-to-delivery latency per record. Catch-up (`Some((read, total))`): from TRIM_HORIZON,
+/// put-to-delivery latency per record; `ready` is told once the iterators are taken. Catch-up (`Some((read, total))`): from TRIM_HORIZON,
 /// recording the latency of each GetRecords call, until `total` records were read by all
 /// consumers together or the duration ran out.
 fn consume(
@@ -618,12 +645,17 @@ fn consume(
     shared: &Shared,
     shards: &[String],
     catch_up: Option<(&AtomicU64, u64)>,
+    ready: Option<std::sync::mpsc::Sender<()>>,
 ) -> (ConsumeCounts, Latencies) {
     let mut counts = ConsumeCounts::default();
     let mut hist = Latencies::default();
     let from_tip = catch_up.is_none();
     let mut iterators: Vec<Option<String>> =
         shards.iter().map(|s| target.iterator(&config.stream, s, from_tip).ok()).collect();
+    // Iterators taken: the producers may start (the sender is dropped here, too).
+    if let Some(ready) = ready {
+        let _ = ready.send(());
+    }
     // Last sequence seen per shard and producer (+1; 0 = none yet).
     let mut last: Vec<Vec<u64>> = vec![vec![0; config.producers as usize]; shards.len()];
     let end = config.warmup + config.duration;
@@ -648,6 +680,7 @@ fn consume(
                 Ok(page) => {
                     counts.throttled_reads += u64::from(page.throttled);
                     let now = shared.now();
+                    shared.delivered.fetch_add(page.records.len() as u64, Ordering::AcqRel);
                     behind |= page.records.len() >= config.read_limit as usize;
                     for r in &page.records {
                         let Some(stamp) = payload::check(&r.data) else {
