@@ -19,6 +19,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
+
+mod found;
+mod model;
+use model::{MRecord, MShard, MStream, SavedIterator};
 use riffle_engine::{
     CommitConfig, Durability, Engine, EngineConfig, Error, GetRecordsOutput, IoBackend,
     IteratorType, LimitsConfig, ListShardsInput, LogConfig, ManualClock, PutRecordInput, Shard,
@@ -172,118 +176,6 @@ fn expect_err<T: std::fmt::Debug>(result: riffle_engine::Result<T>, kinds: &[&st
         Err(e) => panic!("{what}: expected {kinds:?}, got {} ({e})", kind(&e)),
         Ok(v) => panic!("{what}: expected {kinds:?}, got Ok({v:?})"),
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// The model
-
-#[derive(Debug, Clone)]
-struct MRecord {
-    key: String,
-    data: Vec<u8>,
-    seq: u128,
-    arrival: u64,
-    /// Sticky: once a record has been older than the retention period it stays unreadable,
-    /// even if the retention period grows later (spec 6).
-    expired: bool,
-}
-
-#[derive(Debug, Clone)]
-struct MShard {
-    index: u32,
-    parent: Option<u32>,
-    adjacent: Option<u32>,
-    start: u128,
-    end: u128,
-    closed_ms: Option<u64>,
-    /// Sticky, like [`MRecord::expired`], for the close time: a closed shard whose close is
-    /// older than the retention period holds only expired records and is removed by the next
-    /// maintenance pass.
-    close_expired: bool,
-    /// Record `i` is at position `i` of the shard.
-    records: Vec<MRecord>,
-    /// Learnt from the first listing that shows the shard, then must never change.
-    starting_seq: Option<u128>,
-    ending_seq: Option<u128>,
-}
-
-impl MShard {
-    fn new(index: u32, range: (u128, u128), parents: (Option<u32>, Option<u32>)) -> Self {
-        MShard {
-            index,
-            parent: parents.0,
-            adjacent: parents.1,
-            start: range.0,
-            end: range.1,
-            closed_ms: None,
-            close_expired: false,
-            records: Vec::new(),
-            starting_seq: None,
-            ending_seq: None,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct MStream {
-    /// Tells incarnations of one name apart (for saved iterators).
-    incarnation: u64,
-    /// Every shard not yet removed by maintenance, by index.
-    shards: BTreeMap<u32, MShard>,
-    /// Indexes of closed shards that expired and were removed.
-    removed: BTreeSet<u32>,
-    next_index: u32,
-    retention_hours: u32,
-    /// Times of UpdateShardCount calls (at most 10 per rolling 24 hours).
-    scale_calls: Vec<u64>,
-    /// Every sequence number handed out in this stream (they are unique in a stream).
-    seqs: BTreeSet<u128>,
-    /// Last sequence number of each partition key routed by its hash (not an explicit key).
-    last_seq_by_key: BTreeMap<String, u128>,
-}
-
-impl MStream {
-    fn open_sorted(&self) -> Vec<&MShard> {
-        let mut open: Vec<&MShard> =
-            self.shards.values().filter(|s| s.closed_ms.is_none()).collect();
-        open.sort_by_key(|s| s.start);
-        open
-    }
-
-    /// The open shard whose range holds `hash`.
-    fn route(&self, hash: u128) -> u32 {
-        let hits: Vec<u32> = self
-            .shards
-            .values()
-            .filter(|s| s.closed_ms.is_none() && s.start <= hash && hash <= s.end)
-            .map(|s| s.index)
-            .collect();
-        assert_eq!(hits.len(), 1, "model: hash {hash} is in {hits:?} open shards");
-        hits[0]
-    }
-
-    /// Children of `index` as GetRecords reports them: (id, parents, start, end), by id.
-    fn children(&self, index: u32) -> Vec<(String, Vec<String>, u128, u128)> {
-        self.shards
-            .values()
-            .filter(|s| s.parent == Some(index) || s.adjacent == Some(index))
-            .map(|s| {
-                let parents = s.parent.into_iter().chain(s.adjacent).map(sid).collect();
-                (sid(s.index), parents, s.start, s.end)
-            })
-            .collect()
-    }
-}
-
-#[derive(Debug, Clone)]
-struct SavedIterator {
-    token: String,
-    stream: String,
-    incarnation: u64,
-    shard: u32,
-    /// Model position the iterator points at.
-    from: usize,
-    issued_ms: u64,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1522,92 +1414,4 @@ fn engine_agrees_with_the_kinesis_model() {
         started.elapsed()
     );
     assert!(failures.is_empty(), "the engine disagreed with the model for seeds {failures:?}");
-}
-
-// ---------------------------------------------------------------------------------------
-// Minimal reproductions of the disagreements the model found
-
-fn simple_config(clock: &ManualClock) -> EngineConfig {
-    EngineConfig {
-        clock: Arc::new(clock.clone()),
-        limits: LimitsConfig::unlimited(),
-        maintenance_interval_ms: 0,
-        commit: CommitConfig {
-            durability: Durability::Sync,
-            io_backend: IoBackend::Std,
-            ..CommitConfig::default()
-        },
-        log: LogConfig { segment_bytes: 2 * 1024 * 1024, ..LogConfig::default() },
-        ..EngineConfig::default()
-    }
-}
-
-/// Spec 6 (and the engine's own module docs): a record is readable iff
-/// `now - arrival < retention`. At exactly `arrival + retention` it has expired.
-#[test]
-fn a_record_exactly_as_old_as_the_retention_period_is_not_returned() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock = ManualClock::new(T0);
-    let engine = Engine::open(dir.path(), simple_config(&clock)).expect("open");
-    engine.create_stream("s", Some(1), None, &[]).expect("create");
-    engine.put_record("s", &PutRecordInput::new("k", b"old")).expect("put");
-    clock.advance(24 * HOUR - 1);
-    let it = engine
-        .get_shard_iterator("s", &sid(0), IteratorType::TrimHorizon, None, None)
-        .expect("iterator");
-    assert_eq!(engine.get_records(&it, None).expect("get").records.len(), 1, "1 ms before");
-    clock.advance(1);
-    let it = engine
-        .get_shard_iterator("s", &sid(0), IteratorType::TrimHorizon, None, None)
-        .expect("iterator");
-    let page = engine.get_records(&it, None).expect("get");
-    assert!(
-        page.records.is_empty(),
-        "a record aged exactly 24 h under a 24 h retention period was returned: {:?}",
-        page.records
-    );
-    // Raising the retention period must not bring it back either.
-    engine.increase_stream_retention_period("s", 48).expect("increase");
-    let it = engine
-        .get_shard_iterator("s", &sid(0), IteratorType::TrimHorizon, None, None)
-        .expect("iterator");
-    let page = engine.get_records(&it, None).expect("get");
-    assert!(page.records.is_empty(), "resurrected by the increase: {:?}", page.records);
-}
-
-/// A closed shard whose records expired before it was closed keeps an empty, sealed
-/// segment. After a reopen its log takes appends again, so maintenance "rolls" that segment
-/// into a new one with the same base position (the same file names) and then deletes the
-/// old one's files, which are the new one's. The next open finds no segment and refuses the
-/// whole data directory.
-#[test]
-fn maintenance_after_a_reopen_keeps_an_expired_closed_shard_openable() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock = ManualClock::new(T0);
-    let engine = Engine::open(dir.path(), simple_config(&clock)).expect("open");
-    engine.create_stream("s", Some(1), None, &[]).expect("create");
-    for i in 0..3u8 {
-        engine.put_record("s", &PutRecordInput::new("k", &[i])).expect("put");
-    }
-    clock.advance(25 * HOUR);
-    // The only segment expired: it is rolled to an empty segment starting at position 3.
-    engine.run_maintenance().expect("maintenance 1");
-    // Closing the shard seals that empty segment.
-    engine.split_shard("s", &sid(0), &(1u128 << 127).to_string()).expect("split");
-    drop(engine);
-    let engine = Engine::open(dir.path(), simple_config(&clock)).expect("reopen 1");
-    engine.run_maintenance().expect("maintenance 2");
-    let shard_dir = dir.path().join("streams").join("s.0").join(sid(0));
-    let logs: Vec<String> = std::fs::read_dir(&shard_dir)
-        .expect("shard directory")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".log"))
-        .collect();
-    drop(engine);
-    let reopened = Engine::open(dir.path(), simple_config(&clock));
-    assert!(
-        reopened.is_ok(),
-        "the engine no longer opens after maintenance (segment files left: {logs:?}): {:?}",
-        reopened.err()
-    );
 }
