@@ -105,10 +105,21 @@ fn shard_id(n: u32) -> String {
 }
 
 async fn iterator(k: &kinesis::Client, shard: &str, kind: ShardIteratorType) -> String {
+    iterator_at(k, shard, kind, None).await
+}
+
+/// A shard iterator of `orders`, from `sequence` for the two sequence-number types.
+async fn iterator_at(
+    k: &kinesis::Client,
+    shard: &str,
+    kind: ShardIteratorType,
+    sequence: Option<&str>,
+) -> String {
     k.get_shard_iterator()
         .stream_name("orders")
         .shard_id(shard)
         .shard_iterator_type(kind)
+        .set_starting_sequence_number(sequence.map(str::to_string))
         .send()
         .await
         .expect("GetShardIterator")
@@ -225,30 +236,11 @@ async fn reads(k: &kinesis::Client, first: Option<String>) {
     assert!(page.next_shard_iterator.is_some());
 
     let fourth = page.records[3].sequence_number.clone();
-    let at = k
-        .get_shard_iterator()
-        .stream_name("orders")
-        .shard_id(&shard0)
-        .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-        .starting_sequence_number(&fourth)
-        .send()
-        .await
-        .expect("AT_SEQUENCE_NUMBER")
-        .shard_iterator
-        .expect("an iterator");
+    let at = iterator_at(k, &shard0, ShardIteratorType::AtSequenceNumber, Some(&fourth)).await;
     let got = k.get_records().shard_iterator(at).limit(1).send().await.expect("GetRecords");
     assert_eq!(got.records[0].sequence_number, fourth);
-    let after = k
-        .get_shard_iterator()
-        .stream_name("orders")
-        .shard_id(&shard0)
-        .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-        .starting_sequence_number(&fourth)
-        .send()
-        .await
-        .expect("AFTER_SEQUENCE_NUMBER")
-        .shard_iterator
-        .expect("an iterator");
+    let after =
+        iterator_at(k, &shard0, ShardIteratorType::AfterSequenceNumber, Some(&fourth)).await;
     let got = k.get_records().shard_iterator(after).limit(1).send().await.expect("GetRecords");
     assert_eq!(got.records[0].sequence_number, page.records[4].sequence_number);
     // AT_TIMESTAMP (sent by the SDK as epoch seconds): a minute ago reads from the start;
