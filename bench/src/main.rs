@@ -72,7 +72,7 @@ struct RunArgs {
     /// Shards.
     #[arg(long, default_value_t = 1)]
     shards: u32,
-    /// Producer threads.
+    /// Producers: threads, or tasks of one event-loop thread in a closed loop against `server`
     #[arg(long, default_value_t = 4)]
     producers: u32,
     /// Consumer threads (e2e).

@@ -1,11 +1,12 @@
 //! A benchmark run: producers (open or closed loop), consumers, progress, results.
 //!
-//! Each producer thread sends requests (PutRecords of `batch` records) and hands each
-//! pending request to its own completer thread through a channel bounded by `window`: the
-//! completer waits for the acknowledgement and records the latency, so at most `window`
-//! requests per producer are in flight, and a full window blocks the sender (in an open
-//! loop that makes sends late, which the latency from the intended send time accounts for;
-//! see [`crate::schedule`]). Consumer threads poll GetRecords on their shards, check every
+//! Each producer sends requests (PutRecords of `batch` records), at most `window` in flight;
+//! a full window blocks the sender (in an open loop that makes sends late, which the latency
+//! from the intended send time accounts for; see [`crate::schedule`]). A producer is a
+//! thread that hands each pending request to its own completer thread, which waits for the
+//! acknowledgement and records the latency; or, in a closed loop against a target that
+//! offers it (the server), a task on one event-loop thread ([`event_loop`]), which costs the
+//! harness far less CPU per request. Consumer threads poll GetRecords on their shards, check every
 //! record ([`crate::payload`]) and per-producer order within a shard, and record end-to-end
 //! latency from the record's intended send time to its delivery. Each thread keeps its own
 //! histogram; they are merged at the end. Requests sent during the warm-up are executed
@@ -22,7 +23,9 @@ use crate::keys::{key_name, KeyDistribution, KeySampler, Rng};
 use crate::payload::{self, Stamp};
 use crate::schedule::{latency, Schedule};
 use crate::stats::{Latencies, Summary};
-use crate::target::Target;
+use crate::target::{PutOutcome, Target};
+
+mod event_loop;
 
 /// Record sizes: fixed, or uniform in a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,7 +108,7 @@ pub struct RunConfig {
     pub stream: String,
     /// Shards of the stream.
     pub shards: u32,
-    /// Producer threads.
+    /// Producers (threads, or tasks of one event loop; see the module's documentation).
     pub producers: u32,
     /// Consumer threads (end-to-end only); shards are dealt to them round-robin.
     pub consumers: u32,
@@ -203,7 +206,7 @@ pub struct RunResult {
     pub intervals: Vec<(Duration, Latencies)>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     start: Instant,
     measure_from: Duration,
     stop: AtomicBool,
@@ -216,16 +219,26 @@ struct Shared {
 }
 
 impl Shared {
-    fn now(&self) -> Duration {
+    /// Counters at zero; the clock starts now and measuring after `measure_from`.
+    fn new(measure_from: Duration) -> Self {
+        Shared {
+            start: Instant::now(),
+            measure_from,
+            stop: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            interval: Mutex::new(Latencies::default()),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Duration {
         self.start.elapsed()
     }
 }
 
 struct InFlight {
-    intended: Duration,
-    sent: Duration,
-    records: u64,
-    bytes: u64,
+    sent: Sent,
     pending: Box<dyn crate::target::PendingPut>,
 }
 
@@ -239,15 +252,7 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
     if config.workload == Workload::Consume {
         return run_consume(target, config, &shards);
     }
-    let shared = Arc::new(Shared {
-        start: Instant::now(),
-        measure_from: config.warmup,
-        stop: AtomicBool::new(false),
-        acked: AtomicU64::new(0),
-        delivered: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        interval: Mutex::new(Latencies::default()),
-    });
+    let shared = Arc::new(Shared::new(config.warmup));
     let end = config.warmup + config.duration;
     let intervals = Mutex::new(Vec::new());
     let (produced, put_hist, consumed, e2e_hist) = std::thread::scope(|s| {
@@ -295,17 +300,31 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
         } else {
             Vec::new()
         };
-        let producer_handles: Vec<_> = (0..config.producers)
-            .map(|p| {
-                let shared = Arc::clone(&shared);
-                s.spawn(move || produce(target, config, &shared, p))
-            })
-            .collect();
+        // Closed-loop producers run as tasks on one event-loop thread where the target
+        // offers that (see `event_loop`); otherwise, and in an open loop, each is a thread.
+        let connect = target.loop_putters().filter(|_| config.rate.is_none());
+        let producer_handles: Vec<_> = if let Some(connect) = connect {
+            let shared = Arc::clone(&shared);
+            vec![s.spawn(move || event_loop::produce(connect, config, shared))]
+        } else {
+            (0..config.producers)
+                .map(|p| {
+                    let shared = Arc::clone(&shared);
+                    s.spawn(move || Ok(vec![produce(target, config, shared, p)]))
+                })
+                .collect()
+        };
         let ticker = s.spawn(|| progress(config, &shared, end, &intervals));
         let mut produced = Counts::default();
         let mut put_hist = Latencies::default();
-        for h in producer_handles {
-            let (counts, hist) = h.join().expect("producer thread");
+        let results = producer_handles.into_iter().flat_map(|h| {
+            h.join().expect("producer thread").unwrap_or_else(|e| {
+                eprintln!("riffle-bench: {e}");
+                shared.stop.store(true, Ordering::Release);
+                Vec::new()
+            })
+        });
+        for (counts, hist) in results {
             produced.records += counts.records;
             produced.bytes += counts.bytes;
             produced.throttled += counts.throttled;
@@ -370,10 +389,9 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
 fn produce(
     target: &dyn Target,
     config: &RunConfig,
-    shared: &Shared,
+    shared: Arc<Shared>,
     producer: u32,
 ) -> (Counts, Latencies) {
-    let open_loop = config.rate.is_some();
     let schedule = config
         .rate
         .map(|r| Schedule::new(r / f64::from(config.batch) / f64::from(config.producers)));
@@ -386,51 +404,27 @@ fn produce(
         let _ = tokens_back.send(());
     }
     std::thread::scope(|s| {
+        let mut recorder = Recorder::new(config, Arc::clone(&shared));
+        let clock = Arc::clone(&shared);
         let completer = s.spawn(move || {
-            let mut counts = Counts::default();
-            let mut hist = Latencies::default();
-            let mut local = Latencies::default();
-            let mut flushed = Instant::now();
             for request in rx {
                 let outcome = request.pending.wait();
-                let done = shared.now();
+                let done = clock.now();
                 let _ = tokens_back.send(());
-                let measured = request.intended >= shared.measure_from && request.intended < end;
-                shared.acked.fetch_add(outcome.ok, Ordering::Relaxed);
-                shared.errors.fetch_add(outcome.failed, Ordering::Relaxed);
-                if measured {
-                    let l = latency(open_loop, request.intended, request.sent, done);
-                    hist.record(l);
-                    local.record(l);
-                    counts.records += outcome.ok;
-                    counts.bytes += if outcome.ok == request.records { request.bytes } else { 0 };
-                    counts.throttled += outcome.throttled;
-                    counts.errors += outcome.failed;
-                }
-                if flushed.elapsed() > Duration::from_millis(100) {
-                    shared.interval.lock().unwrap_or_else(|e| e.into_inner()).merge(&local);
-                    local.reset();
-                    flushed = Instant::now();
-                }
+                recorder.complete(&request.sent, outcome, done);
             }
-            shared.interval.lock().unwrap_or_else(|e| e.into_inner()).merge(&local);
-            (counts, hist)
+            recorder.finish()
         });
-        let mut keys = KeySampler::new(config.keys, config.seed ^ (u64::from(producer) << 32));
-        let mut rng = Rng::new(config.seed.wrapping_add(u64::from(producer)));
-        let mut key_names: Vec<Option<String>> = Vec::new();
-        // Reused across requests: the target copies the records before `put` returns.
-        let mut records: Vec<(String, Vec<u8>)> = Vec::with_capacity(config.batch as usize);
-        let mut seq = 0u64;
+        let mut maker = RecordMaker::new(config, producer);
         let mut i = 0u64;
         loop {
-            if config.records.is_some_and(|n| seq >= n) {
+            if maker.exhausted() {
                 break;
             }
             let intended = match &schedule {
                 Some(s) => {
                     let at = s.at(i);
-                    sleep_until(shared, at);
+                    sleep_until(&shared, at);
                     at
                 }
                 None => shared.now(),
@@ -438,29 +432,13 @@ fn produce(
             if intended >= end || shared.stop.load(Ordering::Relaxed) {
                 break;
             }
-            records.resize_with(config.batch as usize, Default::default);
-            let mut bytes = 0u64;
-            for (key, data) in &mut records {
-                let k = keys.next_index();
-                if key_names.len() <= k as usize {
-                    key_names.resize(k as usize + 1, None);
-                }
-                let name = key_names[k as usize].get_or_insert_with(|| key_name(k));
-                key.clear();
-                key.push_str(name);
-                data.resize(config.record_size.sample(&mut rng), 0);
-                payload::write(data, Stamp { producer, seq, sent_ns: intended.as_nanos() as u64 });
-                bytes += data.len() as u64;
-                seq += 1;
-            }
+            let bytes = maker.fill(intended);
             if tokens.recv().is_err() {
                 break;
             }
-            let sent = shared.now();
-            let pending = target.put(&config.stream, &records);
-            let request =
-                InFlight { intended, sent, records: u64::from(config.batch), bytes, pending };
-            if tx.send(request).is_err() {
+            let sent = Sent { intended, at: shared.now(), records: u64::from(config.batch), bytes };
+            let pending = target.put(&config.stream, &maker.records);
+            if tx.send(InFlight { sent, pending }).is_err() {
                 break;
             }
             i += 1;
@@ -468,6 +446,131 @@ fn produce(
         drop(tx);
         completer.join().expect("completer thread")
     })
+}
+
+/// Builds a producer's requests: keys from its sampler, payloads stamped with the producer,
+/// its sequence and the intended send time.
+pub(crate) struct RecordMaker {
+    batch: u32,
+    limit: Option<u64>,
+    record_size: RecordSize,
+    producer: u32,
+    keys: KeySampler,
+    rng: Rng,
+    key_names: Vec<Option<String>>,
+    /// The request being built; reused (the target copies the records before `put` returns).
+    pub(crate) records: Vec<(String, Vec<u8>)>,
+    seq: u64,
+}
+
+impl RecordMaker {
+    pub(crate) fn new(config: &RunConfig, producer: u32) -> Self {
+        RecordMaker {
+            batch: config.batch,
+            limit: config.records,
+            record_size: config.record_size,
+            producer,
+            keys: KeySampler::new(config.keys, config.seed ^ (u64::from(producer) << 32)),
+            rng: Rng::new(config.seed.wrapping_add(u64::from(producer))),
+            key_names: Vec::new(),
+            records: Vec::with_capacity(config.batch as usize),
+            seq: 0,
+        }
+    }
+
+    /// The producer has sent its `--records`.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.limit.is_some_and(|n| self.seq >= n)
+    }
+
+    /// Fills [`RecordMaker::records`] with the next request; returns its payload bytes.
+    pub(crate) fn fill(&mut self, intended: Duration) -> u64 {
+        self.records.resize_with(self.batch as usize, Default::default);
+        let mut bytes = 0u64;
+        for (key, data) in &mut self.records {
+            let k = self.keys.next_index();
+            if self.key_names.len() <= k as usize {
+                self.key_names.resize(k as usize + 1, None);
+            }
+            let name = self.key_names[k as usize].get_or_insert_with(|| key_name(k));
+            key.clear();
+            key.push_str(name);
+            data.resize(self.record_size.sample(&mut self.rng), 0);
+            let sent_ns = intended.as_nanos() as u64;
+            payload::write(data, Stamp { producer: self.producer, seq: self.seq, sent_ns });
+            bytes += data.len() as u64;
+            self.seq += 1;
+        }
+        bytes
+    }
+}
+
+/// What a completed request needs to be recorded.
+pub(crate) struct Sent {
+    /// When it was meant to be sent (open loop: its slot in the schedule).
+    pub(crate) intended: Duration,
+    /// When it was sent.
+    pub(crate) at: Duration,
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+}
+
+/// Records a producer's completed requests: counters, the latency histogram (requests
+/// intended during the measured period only) and the progress line's interval histogram.
+pub(crate) struct Recorder {
+    shared: Arc<Shared>,
+    open_loop: bool,
+    end: Duration,
+    counts: Counts,
+    hist: Latencies,
+    local: Latencies,
+    flushed: Instant,
+}
+
+impl Recorder {
+    pub(crate) fn new(config: &RunConfig, shared: Arc<Shared>) -> Self {
+        Recorder {
+            shared,
+            open_loop: config.rate.is_some(),
+            end: config.warmup + config.duration,
+            counts: Counts::default(),
+            hist: Latencies::default(),
+            local: Latencies::default(),
+            flushed: Instant::now(),
+        }
+    }
+
+    /// One request answered at `done` with `outcome`.
+    pub(crate) fn complete(&mut self, request: &Sent, outcome: PutOutcome, done: Duration) {
+        let shared = &self.shared;
+        let measured = request.intended >= shared.measure_from && request.intended < self.end;
+        shared.acked.fetch_add(outcome.ok, Ordering::Relaxed);
+        shared.errors.fetch_add(outcome.failed, Ordering::Relaxed);
+        if measured {
+            let l = latency(self.open_loop, request.intended, request.at, done);
+            self.hist.record(l);
+            self.local.record(l);
+            self.counts.records += outcome.ok;
+            self.counts.bytes += if outcome.ok == request.records { request.bytes } else { 0 };
+            self.counts.throttled += outcome.throttled;
+            self.counts.errors += outcome.failed;
+        }
+        if self.flushed.elapsed() > Duration::from_millis(100) {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.shared.interval.lock().unwrap_or_else(|e| e.into_inner()).merge(&self.local);
+        self.local.reset();
+        self.flushed = Instant::now();
+    }
+
+    /// The producer's counters and histogram.
+    pub(crate) fn finish(mut self) -> (Counts, Latencies) {
+        self.flush();
+        (self.counts, self.hist)
+    }
 }
 
 /// Sleeps until `at` (offset from the start): coarse sleep, then a short spin.
@@ -551,21 +654,13 @@ fn run_consume(
         progress: false,
         ..config.clone()
     };
-    let shared = Shared {
-        start: Instant::now(),
-        measure_from: Duration::ZERO,
-        stop: AtomicBool::new(false),
-        acked: AtomicU64::new(0),
-        delivered: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        interval: Mutex::new(Latencies::default()),
-    };
+    let shared = Arc::new(Shared::new(Duration::ZERO));
     let mut filled = Counts::default();
     let mut put_hist = Latencies::default();
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..config.producers)
             .map(|p| {
-                let (fill, shared) = (&fill, &shared);
+                let (fill, shared) = (&fill, Arc::clone(&shared));
                 s.spawn(move || produce(target, fill, shared, p))
             })
             .collect();
@@ -586,7 +681,7 @@ fn run_consume(
         ));
     }
     // Read phase: consumers until every record is read (or the duration runs out).
-    let shared = Shared { start: Instant::now(), ..shared };
+    let shared = Shared::new(Duration::ZERO);
     let consumers = config.consumers.max(1) as usize;
     let mut assigned: Vec<Vec<String>> = vec![Vec::new(); consumers];
     for (i, shard) in shards.iter().enumerate() {

@@ -66,6 +66,22 @@ pub trait EventStream: Send {
     fn next(&mut self) -> Option<Result<(usize, Vec<ReadRecord>), String>>;
 }
 
+/// A future that stays on the thread that polls it.
+pub type LocalFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
+
+/// Connects a target's [`LoopPutter`]s (on the event loop's runtime).
+pub type ConnectLoop = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<Box<dyn LoopPutter>>, String>> + Send>,
+>;
+
+/// Puts for producers that run as tasks on one thread's event loop.
+pub trait LoopPutter: Send {
+    /// Sends one PutRecords (or PutRecord, for one record); resolves when it is answered.
+    /// The request is copied before this returns and written when the future is first
+    /// polled.
+    fn put(&self, stream: &str, records: &[(String, Vec<u8>)]) -> LocalFuture<PutOutcome>;
+}
+
 /// A system under test.
 pub trait Target: Send + Sync {
     /// Description for reports.
@@ -89,6 +105,12 @@ pub trait Target: Send + Sync {
         _shards: &[String],
     ) -> Result<Box<dyn EventStream>, String> {
         Err(format!("{} has no push subscriptions; use the server target", self.describe()))
+    }
+    /// Connections for closed-loop producers that run as tasks on one event-loop thread (a
+    /// current-thread tokio runtime) instead of a thread and a completer thread each;
+    /// `None` (the default): this target's producers are threads.
+    fn loop_putters(&self) -> Option<ConnectLoop> {
+        None
     }
 }
 
@@ -316,6 +338,82 @@ impl PendingPut for ServerPending {
     }
 }
 
+/// A connection of the event-loop producers (see [`Target::loop_putters`]).
+struct ServerLoopPutter(riffle_server::client::AsyncClient);
+
+impl LoopPutter for ServerLoopPutter {
+    fn put(&self, stream: &str, records: &[(String, Vec<u8>)]) -> LocalFuture<PutOutcome> {
+        Box::pin(server_put(self.0.clone(), stream, records))
+    }
+}
+
+/// One PutRecords (PutRecord for one record) on `client`, counted per record.
+fn server_put(
+    client: riffle_server::client::AsyncClient,
+    stream: &str,
+    records: &[(String, Vec<u8>)],
+) -> impl std::future::Future<Output = PutOutcome> + Send + 'static {
+    use riffle_server::protocol::{Entry, PutResult, Request, Response};
+    let n = records.len() as u64;
+    let request = if records.len() == 1 {
+        Request::PutRecord {
+            stream: stream.into(),
+            partition_key: records[0].0.clone(),
+            explicit_hash_key: None,
+            sequence_number_for_ordering: None,
+            data: bytes::Bytes::copy_from_slice(&records[0].1),
+        }
+    } else {
+        Request::PutRecords {
+            stream: stream.into(),
+            records: records
+                .iter()
+                .map(|(k, d)| Entry {
+                    partition_key: k.clone(),
+                    explicit_hash_key: None,
+                    data: bytes::Bytes::copy_from_slice(d),
+                })
+                .collect(),
+        }
+    };
+    async move {
+        match client.call(&request).await {
+            Ok(Response::PutRecord { .. }) => PutOutcome { ok: 1, ..PutOutcome::default() },
+            Ok(Response::PutRecords { results, .. }) => {
+                let mut o = PutOutcome::default();
+                for r in results {
+                    match r {
+                        PutResult::Ok { .. } => o.ok += 1,
+                        PutResult::Failed { error_code, .. }
+                            if error_code.starts_with("Provisioned") =>
+                        {
+                            o.throttled += 1
+                        }
+                        PutResult::Failed { error_code, error_message } => {
+                            note_error(|| format!("put record: {error_code}: {error_message}"));
+                            o.failed += 1
+                        }
+                    }
+                }
+                o
+            }
+            Err(riffle_server::client::ClientError::Server { code, .. })
+                if code.starts_with("Provisioned") =>
+            {
+                PutOutcome { throttled: n, ..PutOutcome::default() }
+            }
+            Ok(other) => {
+                note_error(|| format!("put: unexpected response {other:?}"));
+                PutOutcome { failed: n, ..PutOutcome::default() }
+            }
+            Err(e) => {
+                note_error(|| format!("put: {e}"));
+                PutOutcome { failed: n, ..PutOutcome::default() }
+            }
+        }
+    }
+}
+
 impl Target for ServerTarget {
     fn describe(&self) -> String {
         format!("riffled at {} ({} connections)", self.endpoint, self.clients.len())
@@ -356,69 +454,26 @@ impl Target for ServerTarget {
     }
 
     fn put(&self, stream: &str, records: &[(String, Vec<u8>)]) -> Box<dyn PendingPut> {
-        use riffle_server::protocol::{Entry, PutResult, Request, Response};
-        let n = records.len() as u64;
-        let request = if records.len() == 1 {
-            Request::PutRecord {
-                stream: stream.into(),
-                partition_key: records[0].0.clone(),
-                explicit_hash_key: None,
-                sequence_number_for_ordering: None,
-                data: bytes::Bytes::copy_from_slice(&records[0].1),
-            }
-        } else {
-            Request::PutRecords {
-                stream: stream.into(),
-                records: records
-                    .iter()
-                    .map(|(k, d)| Entry {
-                        partition_key: k.clone(),
-                        explicit_hash_key: None,
-                        data: bytes::Bytes::copy_from_slice(d),
-                    })
-                    .collect(),
-            }
-        };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let client = self.client();
+        let put = server_put(self.client(), stream, records);
         self.runtime.spawn(async move {
-            let outcome = match client.call(&request).await {
-                Ok(Response::PutRecord { .. }) => PutOutcome { ok: 1, ..PutOutcome::default() },
-                Ok(Response::PutRecords { results, .. }) => {
-                    let mut o = PutOutcome::default();
-                    for r in results {
-                        match r {
-                            PutResult::Ok { .. } => o.ok += 1,
-                            PutResult::Failed { error_code, .. }
-                                if error_code.starts_with("Provisioned") =>
-                            {
-                                o.throttled += 1
-                            }
-                            PutResult::Failed { error_code, error_message } => {
-                                note_error(|| format!("put record: {error_code}: {error_message}"));
-                                o.failed += 1
-                            }
-                        }
-                    }
-                    o
-                }
-                Err(riffle_server::client::ClientError::Server { code, .. })
-                    if code.starts_with("Provisioned") =>
-                {
-                    PutOutcome { throttled: n, ..PutOutcome::default() }
-                }
-                Ok(other) => {
-                    note_error(|| format!("put: unexpected response {other:?}"));
-                    PutOutcome { failed: n, ..PutOutcome::default() }
-                }
-                Err(e) => {
-                    note_error(|| format!("put: {e}"));
-                    PutOutcome { failed: n, ..PutOutcome::default() }
-                }
-            };
-            let _ = tx.send(outcome);
+            let _ = tx.send(put.await);
         });
         Box::new(ServerPending(rx))
+    }
+
+    fn loop_putters(&self) -> Option<ConnectLoop> {
+        let (endpoint, connections) = (self.endpoint.clone(), self.clients.len());
+        Some(Box::pin(async move {
+            let mut putters: Vec<Box<dyn LoopPutter>> = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                let client = riffle_server::client::AsyncClient::connect(endpoint.as_str())
+                    .await
+                    .map_err(|e| format!("connecting to {endpoint}: {e}"))?;
+                putters.push(Box::new(ServerLoopPutter(client)));
+            }
+            Ok(putters)
+        }))
     }
 
     fn shards(&self, stream: &str) -> Result<Vec<String>, String> {

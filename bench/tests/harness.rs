@@ -156,6 +156,18 @@ fn the_server_target_produces_and_pushes_through_a_real_daemon() {
     assert_eq!((consumed.corrupt, consumed.out_of_order, consumed.errors), (0, 0, 0));
     let result = run(&target, &config(Workload::Produce)).expect("produce run");
     assert_eq!(result.produced.records, 1500);
+    // Closed loop: the producers are tasks on one event loop, 4 requests in flight each;
+    // every record arrives, each producer's in the order it was sent.
+    let result = run(&target, &config(Workload::EndToEnd)).expect("e2e run");
+    assert_eq!(result.produced.records, 1500);
+    let consumed = result.consumed.clone().expect("consumed");
+    assert_eq!((consumed.records, consumed.corrupt, consumed.out_of_order), (1500, 0, 0));
+    // Open loop: the producers are threads with their completers.
+    let mut c = config(Workload::Produce);
+    c.rate = Some(3000.0);
+    c.records = Some(100);
+    let result = run(&target, &c).expect("open-loop run");
+    assert_eq!((result.produced.records, result.produced.errors), (300, 0));
     drop(target);
     daemon.shutdown();
 }
