@@ -13,7 +13,9 @@
 //!
 //! The backend is chosen when a commit group starts ([`IoBackend`]). `Auto` tries io_uring
 //! and falls back to std with one log line if the kernel refuses it (old kernel, seccomp,
-//! gVisor).
+//! gVisor). A group that commits through a journal takes std under `Auto`: its cycles sync
+//! one file, so io_uring has nothing to overlap, and ext4 punts each buffered write to an
+//! io-wq worker thread (see `CommitGroup::start`).
 //!
 //! Under a directory mounted as a [`sim::SimDisk`], every operation here goes through the
 //! simulated disk instead (crash, torn-write and fault testing).

@@ -55,7 +55,8 @@ struct Args {
     /// Segment file size in bytes (2 MiB ..= 1 GiB).
     #[arg(long, env = "RIFFLE_SEGMENT_BYTES", default_value_t = 128 * 1024 * 1024)]
     segment_bytes: u64,
-    /// Storage I/O backend: `auto` (io_uring where available), `std` or `uring`.
+    /// Storage I/O backend: `auto` (io_uring where available, except under the journal, where
+    /// plain calls cost less), `std` or `uring`.
     #[arg(long, env = "RIFFLE_IO", default_value = "auto")]
     io: IoBackend,
     /// Log filter (tracing syntax: `info`, `debug`, `riffle_server=debug`, ...).
