@@ -206,7 +206,7 @@ pub struct RunResult {
     pub intervals: Vec<(Duration, Latencies)>,
 }
 
-pub(crate) struct Shared {
+struct Shared {
     start: Instant,
     measure_from: Duration,
     stop: AtomicBool,
@@ -232,7 +232,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn now(&self) -> Duration {
+    fn now(&self) -> Duration {
         self.start.elapsed()
     }
 }
@@ -450,7 +450,7 @@ fn produce(
 
 /// Builds a producer's requests: keys from its sampler, payloads stamped with the producer,
 /// its sequence and the intended send time.
-pub(crate) struct RecordMaker {
+struct RecordMaker {
     batch: u32,
     limit: Option<u64>,
     record_size: RecordSize,
@@ -459,12 +459,12 @@ pub(crate) struct RecordMaker {
     rng: Rng,
     key_names: Vec<Option<String>>,
     /// The request being built; reused (the target copies the records before `put` returns).
-    pub(crate) records: Vec<(String, Vec<u8>)>,
+    records: Vec<(String, Vec<u8>)>,
     seq: u64,
 }
 
 impl RecordMaker {
-    pub(crate) fn new(config: &RunConfig, producer: u32) -> Self {
+    fn new(config: &RunConfig, producer: u32) -> Self {
         RecordMaker {
             batch: config.batch,
             limit: config.records,
@@ -479,12 +479,12 @@ impl RecordMaker {
     }
 
     /// The producer has sent its `--records`.
-    pub(crate) fn exhausted(&self) -> bool {
+    fn exhausted(&self) -> bool {
         self.limit.is_some_and(|n| self.seq >= n)
     }
 
     /// Fills [`RecordMaker::records`] with the next request; returns its payload bytes.
-    pub(crate) fn fill(&mut self, intended: Duration) -> u64 {
+    fn fill(&mut self, intended: Duration) -> u64 {
         self.records.resize_with(self.batch as usize, Default::default);
         let mut bytes = 0u64;
         for (key, data) in &mut self.records {
@@ -506,18 +506,18 @@ impl RecordMaker {
 }
 
 /// What a completed request needs to be recorded.
-pub(crate) struct Sent {
+struct Sent {
     /// When it was meant to be sent (open loop: its slot in the schedule).
-    pub(crate) intended: Duration,
+    intended: Duration,
     /// When it was sent.
-    pub(crate) at: Duration,
-    pub(crate) records: u64,
-    pub(crate) bytes: u64,
+    at: Duration,
+    records: u64,
+    bytes: u64,
 }
 
 /// Records a producer's completed requests: counters, the latency histogram (requests
 /// intended during the measured period only) and the progress line's interval histogram.
-pub(crate) struct Recorder {
+struct Recorder {
     shared: Arc<Shared>,
     open_loop: bool,
     end: Duration,
@@ -528,7 +528,7 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub(crate) fn new(config: &RunConfig, shared: Arc<Shared>) -> Self {
+    fn new(config: &RunConfig, shared: Arc<Shared>) -> Self {
         Recorder {
             shared,
             open_loop: config.rate.is_some(),
@@ -541,7 +541,7 @@ impl Recorder {
     }
 
     /// One request answered at `done` with `outcome`.
-    pub(crate) fn complete(&mut self, request: &Sent, outcome: PutOutcome, done: Duration) {
+    fn complete(&mut self, request: &Sent, outcome: PutOutcome, done: Duration) {
         let shared = &self.shared;
         let measured = request.intended >= shared.measure_from && request.intended < self.end;
         shared.acked.fetch_add(outcome.ok, Ordering::Relaxed);
@@ -567,7 +567,7 @@ impl Recorder {
     }
 
     /// The producer's counters and histogram.
-    pub(crate) fn finish(mut self) -> (Counts, Latencies) {
+    fn finish(mut self) -> (Counts, Latencies) {
         self.flush();
         (self.counts, self.hist)
     }
@@ -576,8 +576,8 @@ impl Recorder {
 /// Sleeps until `at` (offset from the start). No spinning: the kernel's timer slack (50 µs
 /// by default) makes a send up to that late, which the open-loop latency, counted from the
 /// intended time, includes. A final spin of up to 100 µs per request, as this did before,
-/// cost 15-20 µs of CPU per record at 12,000 requests/s: a fifth of a core taken from the
-/// server on a machine they share.
+/// burns CPU the server needs on a machine they share (harness CPU per record at 12,000
+/// requests/s: 48 µs without it, 50-56 µs with it in earlier, unpaired runs).
 fn sleep_until(shared: &Shared, at: Duration) {
     loop {
         let now = shared.now();
