@@ -300,10 +300,9 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
         } else {
             Vec::new()
         };
-        // Closed-loop producers run as tasks on one event-loop thread where the target
-        // offers that (see `event_loop`); otherwise, and in an open loop, each is a thread.
-        let connect = target.loop_putters().filter(|_| config.rate.is_none());
-        let producer_handles: Vec<_> = if let Some(connect) = connect {
+        // Producers run as tasks on one event-loop thread where the target offers that
+        // (see `event_loop`); otherwise each is a thread.
+        let producer_handles: Vec<_> = if let Some(connect) = target.loop_putters() {
             let shared = Arc::clone(&shared);
             vec![s.spawn(move || event_loop::produce(connect, config, shared))]
         } else {
