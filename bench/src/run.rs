@@ -393,7 +393,7 @@ fn produce(
 ) -> (Counts, Latencies) {
     let schedule = config
         .rate
-        .map(|r| Schedule::new(r / f64::from(config.batch) / f64::from(config.producers)));
+        .map(|r| Schedule::staggered(r / f64::from(config.batch), config.producers, producer));
     let end = config.warmup + config.duration;
     // At most `window` requests in flight: a producer takes a token before it sends, the
     // completer returns it once the request is answered.

@@ -74,9 +74,9 @@ async fn producer(
     let end = config.warmup + config.duration;
     let schedule = match config.rate {
         Some(rate) => {
-            let per_request = rate / f64::from(config.batch) / f64::from(config.producers);
+            let requests = rate / f64::from(config.batch);
             let timer = Timer::new().map_err(|e| format!("timerfd: {e}"))?;
-            Some((Schedule::new(per_request), timer))
+            Some((Schedule::staggered(requests, config.producers, producer), timer))
         }
         None => None,
     };
