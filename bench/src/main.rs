@@ -72,7 +72,7 @@ struct RunArgs {
     /// Shards.
     #[arg(long, default_value_t = 1)]
     shards: u32,
-    /// Producers: threads, or tasks of one event-loop thread in a closed loop against `server`
+    /// Producers: tasks of one event-loop thread against `server`, threads against the others
     #[arg(long, default_value_t = 4)]
     producers: u32,
     /// Consumer threads (e2e).
@@ -90,7 +90,7 @@ struct RunArgs {
     /// Partition keys: `uniform[:N]`, `zipf[:N[:S]]` or `hot`.
     #[arg(long, default_value = "uniform")]
     keys: KeyDistribution,
-    /// Open loop at this many records per second in total (omit for closed loop).
+    /// Open loop at this many records per second in total, spread evenly over the producers (omit for closed loop).
     #[arg(long)]
     rate: Option<f64>,
     /// Measured seconds.

@@ -4,9 +4,9 @@
 //! a full window blocks the sender (in an open loop that makes sends late, which the latency
 //! from the intended send time accounts for; see [`crate::schedule`]). A producer is a
 //! thread that hands each pending request to its own completer thread, which waits for the
-//! acknowledgement and records the latency; or, in a closed loop against a target that
-//! offers it (the server), a task on one event-loop thread ([`event_loop`]), which costs the
-//! harness far less CPU per request. Consumer threads poll GetRecords on their shards, check every
+//! acknowledgement and records the latency; or, against a target that offers it (the
+//! server), a task on one event-loop thread ([`event_loop`]), which costs the harness far
+//! less CPU per request. Consumer threads poll GetRecords on their shards, check every
 //! record ([`crate::payload`]) and per-producer order within a shard, and record end-to-end
 //! latency from the record's intended send time to its delivery. Each thread keeps its own
 //! histogram; they are merged at the end. Requests sent during the warm-up are executed

@@ -106,7 +106,7 @@ pub trait Target: Send + Sync {
     ) -> Result<Box<dyn EventStream>, String> {
         Err(format!("{} has no push subscriptions; use the server target", self.describe()))
     }
-    /// Connections for closed-loop producers that run as tasks on one event-loop thread (a
+    /// Connections for producers that run as tasks on one event-loop thread (a
     /// current-thread tokio runtime) instead of a thread and a completer thread each;
     /// `None` (the default): this target's producers are threads.
     fn loop_putters(&self) -> Option<ConnectLoop> {
