@@ -5,7 +5,9 @@
 //!   cycle after that cycle's one write and one sync.
 //! - [`DirtyQueue`]: the set of logs with pending appends. A producer that makes a log
 //!   dirty enqueues it (once, until the committer takes it) and wakes the committer; the
-//!   committer takes the whole set at the start of a cycle.
+//!   committer takes the whole set at the start of a cycle. The committer is a thread
+//!   blocked in [`DirtyQueue::take`] or a task polling [`DirtyQueue::poll_take`] on an event
+//!   loop (a group's commit driver); a thread can be asked to hand over ([`Taken::Yield`]).
 //! - [`JobQueue`]: jobs for one background worker (the journal's checkpoints), waited for
 //!   by ticket.
 //!
@@ -144,19 +146,34 @@ struct DirtyState<T> {
     shutdown: bool,
     /// Producers holding the queue ([`DirtyQueue::hold`]): the committer waits for them.
     holds: usize,
+    /// The committing thread is asked to return [`Taken::Yield`] ([`DirtyQueue::request_yield`]).
+    yield_asked: bool,
+    /// The task polling [`DirtyQueue::poll_take`], woken wherever the condvar is notified.
+    waker: Option<Waker>,
 }
 
 impl<T> DirtyState<T> {
     /// Whether the committer has to wait.
     fn idle(&self) -> bool {
-        (self.items.is_empty() || self.holds > 0) && !self.shutdown
+        (self.items.is_empty() || self.holds > 0) && !self.shutdown && !self.yield_asked
+    }
+
+    /// Takes the task to wake, if one is polling.
+    fn waker(&mut self) -> Option<Waker> {
+        self.waker.take()
     }
 }
 
 impl<T> Default for DirtyQueue<T> {
     fn default() -> Self {
         DirtyQueue {
-            state: Mutex::new(DirtyState { items: Vec::new(), shutdown: false, holds: 0 }),
+            state: Mutex::new(DirtyState {
+                items: Vec::new(),
+                shutdown: false,
+                holds: 0,
+                yield_asked: false,
+                waker: None,
+            }),
             wake: Condvar::new(),
         }
     }
@@ -169,6 +186,10 @@ pub enum Taken<T> {
     Items(Vec<T>),
     /// Shut down, with the items that were still queued (commit them, then stop).
     Shutdown(Vec<T>),
+    /// Asked to hand over ([`DirtyQueue::request_yield`]), with the items that were queued:
+    /// commit them, then stop and let the next committer go on. Only [`DirtyQueue::take`]
+    /// returns it.
+    Yield(Vec<T>),
 }
 
 impl<T> DirtyQueue<T> {
@@ -187,9 +208,13 @@ impl<T> DirtyQueue<T> {
         }
         state.items.push(item);
         let wake = state.items.len() == 1 && state.holds == 0;
+        let waker = if wake { state.waker() } else { None };
         drop(state);
         if wake {
             self.wake.notify_one();
+        }
+        if let Some(w) = waker {
+            w.wake();
         }
         true
     }
@@ -207,9 +232,13 @@ impl<T> DirtyQueue<T> {
         let mut state = lock(&self.state);
         state.holds -= 1;
         let wake = state.holds == 0 && !state.items.is_empty();
+        let waker = if wake { state.waker() } else { None };
         drop(state);
         if wake {
             self.wake.notify_one();
+        }
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
@@ -226,9 +255,39 @@ impl<T> DirtyQueue<T> {
         let items = std::mem::take(&mut state.items);
         if state.shutdown {
             Taken::Shutdown(items)
+        } else if std::mem::take(&mut state.yield_asked) {
+            Taken::Yield(items)
         } else {
             Taken::Items(items)
         }
+    }
+
+    /// [`DirtyQueue::take`] for a committer that is a task: takes every queued item if there
+    /// is one (or the queue shut down), else registers the task to be woken when there is.
+    /// Never returns [`Taken::Yield`]. One task polls at a time.
+    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Taken<T>> {
+        let mut state = lock(&self.state);
+        if (state.items.is_empty() || state.holds > 0) && !state.shutdown {
+            match &state.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => state.waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        let items = std::mem::take(&mut state.items);
+        Poll::Ready(if state.shutdown { Taken::Shutdown(items) } else { Taken::Items(items) })
+    }
+
+    /// Asks the thread blocked in (or next entering) [`DirtyQueue::take`] to return
+    /// [`Taken::Yield`] with what is queued.
+    pub fn request_yield(&self) {
+        lock(&self.state).yield_asked = true;
+        self.wake.notify_all();
+    }
+
+    /// Whether [`DirtyQueue::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        lock(&self.state).shutdown
     }
 
     #[cfg(not(loom))]
@@ -274,8 +333,15 @@ impl<T> DirtyQueue<T> {
 
     /// Asks the committer to stop after committing what is queued.
     pub fn shutdown(&self) {
-        lock(&self.state).shutdown = true;
+        let waker = {
+            let mut state = lock(&self.state);
+            state.shutdown = true;
+            state.waker()
+        };
         self.wake.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 

@@ -205,6 +205,7 @@ fn two_producers_one_committer(handoff: Handoff) {
         let logs = match queue.take(None) {
             Taken::Items(logs) => logs,
             Taken::Shutdown(_) => unreachable!("nobody shuts this queue down"),
+            Taken::Yield(_) => unreachable!("nobody asks this committer to yield"),
         };
         assert_eq!(logs.len(), 1, "a log is queued at most once");
         for l in logs {
@@ -313,6 +314,7 @@ fn spawn_committer(queue: &Arc<Queue>) -> thread::JoinHandle<CommitterReport> {
             let (logs, stopping) = match queue.take(None) {
                 Taken::Items(logs) => (logs, false),
                 Taken::Shutdown(logs) => (logs, true),
+                Taken::Yield(_) => unreachable!("nobody asks this committer to yield"),
             };
             report.logs_at_shutdown |= stopping && !logs.is_empty();
             for l in logs {

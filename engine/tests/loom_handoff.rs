@@ -7,6 +7,9 @@
 //!   and the release wakes the committer.
 //! - `DirtyQueue` shutdown: a committer in `take` returns `Taken::Shutdown` carrying the
 //!   items still queued, and every marked item is handed out exactly once.
+//! - `DirtyQueue` with a task as committer (`poll_take`, a group's commit driver): a mark
+//!   or a release wakes it; and the hand-over from the thread to the driver (`request_yield`,
+//!   then `Taken::Yield`) loses no item and hands none out twice.
 //! - `JobQueue` (the journal's background checkpoints): the worker gets the jobs in order,
 //!   a wait for a ticket returns only once that job and the earlier ones are done, a
 //!   failure reaches the waits after it, and shutdown ends an idle worker.
@@ -207,6 +210,7 @@ fn committer_in_take_returns_shutdown_with_the_queued_items() {
                                 got.extend(items);
                                 return got;
                             }
+                            Taken::Yield(_) => panic!("nobody asked to yield"),
                         }
                     }
                 })
@@ -245,6 +249,7 @@ fn held_items_are_taken_together_and_release_wakes_the_committer() {
                         match q.take(None) {
                             Taken::Items(items) => takes.push(items),
                             Taken::Shutdown(_) => panic!("nobody shut the queue down"),
+                            Taken::Yield(_) => panic!("nobody asked to yield"),
                         }
                     }
                     takes
@@ -272,6 +277,90 @@ fn held_items_are_taken_together_and_release_wakes_the_committer() {
 /// worker runs them. A wait never returns before its job is done (the worker records what
 /// it finished, outside the model), the jobs run in order, and a failed job fails every
 /// later wait. Then shutdown ends the worker, which may be idle in `next`.
+/// A driver task polls `poll_take` while a producer marks an item under a hold and
+/// releases it: the task is woken and gets the item, whichever comes first (no lost
+/// wake-up through the waker, the hold, or the release).
+#[test]
+fn a_polling_committer_is_woken_by_mark_and_release() {
+    loom_common::explore("a_polling_committer_is_woken_by_mark_and_release", || {
+        let q = Arc::new(DirtyQueue::<u32>::new());
+        let producer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || {
+                q.hold();
+                assert!(q.mark(1));
+                q.release();
+                assert!(q.mark(2));
+            })
+        };
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match block_on(|cx| q.poll_take(cx)) {
+                Taken::Items(items) => got.extend(items),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        producer.join().expect("producer");
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 2]);
+    });
+}
+
+static YIELD_CARRIED: AtomicBool = AtomicBool::new(false);
+static YIELD_EMPTY: AtomicBool = AtomicBool::new(false);
+
+/// The hand-over (`CommitGroup::driver`): the thread committer in `take` is asked to yield
+/// while a producer marks an item. The item is either in the thread's `Taken::Yield` (it
+/// commits it before stopping) or left queued for the driver task, never lost and never
+/// handed out twice.
+#[test]
+fn handover_from_thread_to_task_loses_no_item() {
+    YIELD_CARRIED.store(false, StdOrdering::Relaxed);
+    YIELD_EMPTY.store(false, StdOrdering::Relaxed);
+    loom_common::explore("handover_from_thread_to_task_loses_no_item", || {
+        let q = Arc::new(DirtyQueue::<u32>::new());
+        let thread_committer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    match q.take(None) {
+                        Taken::Items(items) => got.extend(items),
+                        Taken::Yield(items) => {
+                            let seen = if items.is_empty() { &YIELD_EMPTY } else { &YIELD_CARRIED };
+                            seen.store(true, StdOrdering::Relaxed);
+                            got.extend(items);
+                            return got;
+                        }
+                        Taken::Shutdown(_) => panic!("nobody shut the queue down"),
+                    }
+                }
+            })
+        };
+        let producer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || assert!(q.mark(7)))
+        };
+        q.request_yield();
+        let mut got = thread_committer.join().expect("thread committer");
+        producer.join().expect("producer");
+        if got.is_empty() {
+            // Not taken by the thread: the driver finds it.
+            match block_on(|cx| q.poll_take(cx)) {
+                Taken::Items(items) => got.extend(items),
+                other => panic!("unexpected {other:?}"),
+            }
+        } else {
+            // Taken once: the driver finds the queue empty (and would wait).
+            let waker = Waker::from(std::sync::Arc::new(Unparker(thread::current())));
+            assert!(q.poll_take(&mut Context::from_waker(&waker)).is_pending());
+        }
+        assert_eq!(got, vec![7]);
+    });
+    assert!(YIELD_CARRIED.load(StdOrdering::Relaxed), "no run handed the item over in Yield");
+    assert!(YIELD_EMPTY.load(StdOrdering::Relaxed), "no run yielded before the mark");
+}
+
 #[test]
 fn job_queue_waits_follow_the_worker_and_failures_stick() {
     loom_common::explore_concurrent("job_queue_waits_follow_the_worker", || {

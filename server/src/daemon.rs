@@ -55,6 +55,9 @@ pub struct DaemonConfig {
     pub subscription_lifetime: Duration,
     /// Longest silence of an idle subscription: an empty event is sent at least this often.
     pub heartbeat: Duration,
+    /// Under io_uring, core `i` runs the engine's commit group `i` itself (its writes, its
+    /// syncs through the core's ring, its acknowledgements) instead of the group's thread.
+    pub commit_on_cores: bool,
 }
 
 impl Default for DaemonConfig {
@@ -70,6 +73,7 @@ impl Default for DaemonConfig {
             io_uring: true,
             subscription_lifetime: Duration::from_secs(300),
             heartbeat: Duration::from_secs(1),
+            commit_on_cores: true,
         }
     }
 }
@@ -104,9 +108,15 @@ impl Daemon {
         let mut cores = Vec::new();
         for (i, socket) in sockets.into_iter().enumerate() {
             let (service, config, watcher) = (service.clone(), config.clone(), watcher.clone());
+            let engine = service.engine();
+            let driver = if uring && config.commit_on_cores && i < engine.commit_groups() {
+                Some(engine.commit_driver(i).map_err(std::io::Error::other)?)
+            } else {
+                None
+            };
             let handle =
                 std::thread::Builder::new().name(format!("riffle-core-{i}")).spawn(move || {
-                    if let Err(e) = run_core(uring, socket, service, config, watcher) {
+                    if let Err(e) = run_core(uring, socket, service, config, watcher, driver) {
                         tracing::error!(core = i, error = %e, "network core stopped");
                     }
                 })?;
@@ -179,10 +189,15 @@ fn run_core(
     service: Service,
     config: DaemonConfig,
     watcher: watch::Receiver<bool>,
+    driver: Option<riffle_engine::group_commit::CommitDriver>,
 ) -> std::io::Result<()> {
     if uring {
         let runtime = tokio_uring::Runtime::new(&tokio_uring::builder())?;
         runtime.block_on(async move {
+            if let Some(driver) = driver {
+                let inline = std::env::var_os("RIFFLE_INLINE_SYNC").is_some();
+                tokio_uring::spawn(driver.ring_syncs(!inline).run());
+            }
             let listener = tokio_uring::net::TcpListener::from_std(socket);
             let live = Rc::new(Cell::new(0usize));
             let mut stop = watcher.clone();

@@ -376,6 +376,26 @@ impl Engine {
         self.inner.groups[0].backend_name()
     }
 
+    /// How many commit groups the engine runs ([`EngineConfig::commit_groups`]). Shard
+    /// `i` of a stream created with epoch `e` belongs to group `(i + e) % commit_groups`.
+    pub fn commit_groups(&self) -> usize {
+        self.inner.groups.len()
+    }
+
+    /// Moves commit group `group`'s cycles from its thread to a task on the caller's
+    /// tokio-uring runtime: see [`CommitGroup::driver`] and [`crate::group_commit::CommitDriver`].
+    /// A server with one runtime per core takes group `i` onto core `i`.
+    #[cfg(feature = "io-uring")]
+    pub fn commit_driver(&self, group: usize) -> Result<crate::group_commit::CommitDriver> {
+        match self.inner.groups.get(group) {
+            Some(g) => g.driver(),
+            None => Err(Error::Config(format!(
+                "commit group {group} does not exist (the engine runs {})",
+                self.inner.groups.len()
+            ))),
+        }
+    }
+
     /// The stream ARN for `name`.
     pub fn stream_arn(&self, name: &str) -> String {
         format!(

@@ -153,6 +153,12 @@ impl DataFile {
             Some((disk, ino)) => disk.sync(*ino),
             None => self.file.sync_data(),
         };
+        self.synced(result)
+    }
+
+    /// Records how an `fdatasync` of this file (made here or elsewhere, through a dup of
+    /// its descriptor) went.
+    pub(crate) fn synced(&self, result: std::io::Result<()>) -> Result<()> {
         if result.is_err() {
             self.sync_failed.store(true, Ordering::Release);
         }

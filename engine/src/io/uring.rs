@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::rc::Rc;
 
 use tokio_uring::buf::BoundedBuf;
 
@@ -20,43 +21,59 @@ use crate::error::Error;
 
 pub(crate) struct UringIo {
     runtime: tokio_uring::Runtime,
-    /// Runtime-side descriptors by file uid, with a weak reference to the file so that
-    /// entries of files dropped elsewhere (a deleted segment) are swept.
-    files: HashMap<u64, (std::sync::Weak<DataFile>, std::rc::Rc<tokio_uring::fs::File>)>,
+    files: RingFiles,
 }
 
 impl UringIo {
     pub(crate) fn new() -> io::Result<Self> {
         let runtime = tokio_uring::Runtime::new(tokio_uring::builder().entries(256))?;
-        Ok(UringIo { runtime, files: HashMap::new() })
+        Ok(UringIo { runtime, files: RingFiles::default() })
     }
+}
 
-    fn handle(&mut self, op: &CycleOp) -> io::Result<std::rc::Rc<tokio_uring::fs::File>> {
-        if let Some((_, f)) = self.files.get(&op.file.uid()) {
+/// Runtime-side descriptors (`dup`s) of data files, by file uid, with a weak reference to
+/// the file so that entries of files dropped elsewhere (a deleted segment) are swept.
+#[derive(Default)]
+pub(crate) struct RingFiles {
+    files: HashMap<u64, (std::sync::Weak<DataFile>, Rc<tokio_uring::fs::File>)>,
+}
+
+impl RingFiles {
+    /// The runtime-side handle of `file`, made on first use.
+    pub(crate) fn handle(
+        &mut self,
+        file: &std::sync::Arc<DataFile>,
+    ) -> io::Result<Rc<tokio_uring::fs::File>> {
+        if let Some((_, f)) = self.files.get(&file.uid()) {
             return Ok(f.clone());
         }
-        let std_file = op.file.std_file().try_clone()?;
-        let file = std::rc::Rc::new(tokio_uring::fs::File::from_std(std_file));
-        self.files.insert(op.file.uid(), (std::sync::Arc::downgrade(&op.file), file.clone()));
-        Ok(file)
+        let std_file = file.std_file().try_clone()?;
+        let handle = Rc::new(tokio_uring::fs::File::from_std(std_file));
+        self.files.insert(file.uid(), (std::sync::Arc::downgrade(file), handle.clone()));
+        Ok(handle)
     }
 
-    /// Closes the descriptors of files that no longer exist anywhere else.
-    fn sweep(&mut self) {
-        let dead: Vec<u64> = self
-            .files
+    /// Removes a file's handle (closed when its last in-flight operation lets go).
+    pub(crate) fn remove(&mut self, file_uid: u64) -> Option<Rc<tokio_uring::fs::File>> {
+        self.files.remove(&file_uid).map(|(_, f)| f)
+    }
+
+    /// Uids of files that no longer exist anywhere else.
+    pub(crate) fn dead(&self) -> Vec<u64> {
+        self.files
             .iter()
             .filter(|(_, (weak, _))| weak.strong_count() == 0)
             .map(|(uid, _)| *uid)
-            .collect();
-        for uid in dead {
-            self.forget(uid);
-        }
+            .collect()
+    }
+
+    pub(crate) fn uids(&self) -> Vec<u64> {
+        self.files.keys().copied().collect()
     }
 }
 
 async fn write_then_sync(
-    file: std::rc::Rc<tokio_uring::fs::File>,
+    file: Rc<tokio_uring::fs::File>,
     buf: Vec<u8>,
     range: std::ops::Range<usize>,
     file_offset: u64,
@@ -92,10 +109,12 @@ impl CommitIo for UringIo {
         if ops.len() < 2 || ops.iter().any(|op| op.file.is_simulated()) {
             return StdIo.run(ops);
         }
-        self.sweep();
+        for uid in self.files.dead() {
+            self.forget(uid);
+        }
         let mut tasks = Vec::with_capacity(ops.len());
         for op in ops.iter_mut() {
-            match self.handle(op) {
+            match self.files.handle(&op.file) {
                 Ok(file) => {
                     let buf = std::mem::take(&mut op.buf);
                     tasks.push(Some((file, buf)));
@@ -144,7 +163,7 @@ impl CommitIo for UringIo {
     }
 
     fn forget(&mut self, file_uid: u64) {
-        if let Some((_, file)) = self.files.remove(&file_uid) {
+        if let Some(file) = self.files.remove(file_uid) {
             // Close inside the runtime so the descriptor is released now, not "eventually".
             if let Ok(file) = std::rc::Rc::try_unwrap(file) {
                 let _ = self.runtime.block_on(file.close());
@@ -159,8 +178,7 @@ impl CommitIo for UringIo {
 
 impl Drop for UringIo {
     fn drop(&mut self) {
-        let uids: Vec<u64> = self.files.keys().copied().collect();
-        for uid in uids {
+        for uid in self.files.uids() {
             self.forget(uid);
         }
     }

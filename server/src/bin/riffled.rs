@@ -23,7 +23,7 @@ use riffle_server::service::Service;
 )]
 struct Args {
     /// TOML file with any of the keys below (`data-dir`, `listen`, `cores`, `durability`,
-    /// `no-limits`, `journal-bytes`, `segment-bytes`, `io`, `log-level`).
+    /// `no-limits`, `journal-bytes`, `segment-bytes`, `io`, `commit`, `log-level`).
     #[arg(long, env = "RIFFLE_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory.
@@ -59,6 +59,11 @@ struct Args {
     /// plain calls cost less), `std` or `uring`.
     #[arg(long, env = "RIFFLE_IO", default_value = "auto")]
     io: IoBackend,
+    /// Who runs each commit group's cycles (writes, syncs, acknowledgements): `cores` (the
+    /// network core the group belongs to, syncing through its io_uring; needs io_uring for
+    /// the network, else `threads`) or `threads` (a committing thread per group).
+    #[arg(long, env = "RIFFLE_COMMIT", default_value = "cores", value_parser = ["cores", "threads"])]
+    commit: String,
     /// Log filter (tracing syntax: `info`, `debug`, `riffle_server=debug`, ...).
     #[arg(long, env = "RIFFLE_LOG", default_value = "info")]
     log_level: String,
@@ -74,6 +79,7 @@ const CONFIG_KEYS: &[(&str, &str)] = &[
     ("journal-bytes", "RIFFLE_JOURNAL_BYTES"),
     ("segment-bytes", "RIFFLE_SEGMENT_BYTES"),
     ("io", "RIFFLE_IO"),
+    ("commit", "RIFFLE_COMMIT"),
     ("log-level", "RIFFLE_LOG"),
     ("kinesis-listen", "RIFFLE_KINESIS_LISTEN"),
     ("credentials", "RIFFLE_CREDENTIALS"),
@@ -160,7 +166,12 @@ fn run(args: Args) -> Result<(), String> {
     .map_err(|e| format!("opening {}: {e}", args.data_dir.display()))?;
     let service = Service::new(engine.clone());
     let daemon = Daemon::start(
-        DaemonConfig { listen: args.listen, cores, ..DaemonConfig::default() },
+        DaemonConfig {
+            listen: args.listen,
+            cores,
+            commit_on_cores: args.commit == "cores",
+            ..DaemonConfig::default()
+        },
         service.clone(),
     )
     .map_err(|e| format!("listening on {}: {e}", args.listen))?;

@@ -32,6 +32,11 @@ use crate::prepare::{Preparer, PreparerHandle};
 use crate::shard_log::{Answer, LogInner, Prepared};
 use crate::sync::Arc;
 
+#[cfg(feature = "io-uring")]
+mod driver;
+#[cfg(feature = "io-uring")]
+pub use driver::CommitDriver;
+
 /// When an append is acknowledged, and what readers may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -103,16 +108,68 @@ impl Drop for CommitHold {
     }
 }
 
-/// A committing thread and the logs it serves. Dropping the group commits what is queued
-/// and stops the thread; logs opened in it then refuse appends.
-#[derive(Debug)]
-pub struct CommitGroup {
+/// What a committer carries from one cycle to the next. It moves between the group's
+/// thread and a `CommitDriver` when one takes over or lets go.
+struct Carry {
+    journal: Option<Journal>,
+    /// `Interval` mode: logs written since the last sync.
+    unsynced: Vec<Arc<LogInner>>,
+    last_sync: Instant,
+}
+
+impl Carry {
+    fn new(journal: Option<Journal>) -> Self {
+        Carry { journal, unsynced: Vec::new(), last_sync: Instant::now() }
+    }
+}
+
+/// Who runs the group's cycles.
+enum Runner {
+    /// The group's own thread.
+    Thread(JoinHandle<()>),
+    /// A `CommitDriver`, polled on the thread given once it runs.
+    #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
+    Driver(Option<std::thread::ThreadId>),
+    /// Nobody: the group shut down.
+    Stopped,
+}
+
+/// The part of a group its thread and its driver share.
+struct Shared {
     queue: Arc<Queue>,
     durability: Durability,
+    /// The backend a restarted thread builds (after a driver lets go).
+    #[cfg_attr(not(feature = "io-uring"), allow(dead_code))]
+    backend: IoBackend,
+    runner: std::sync::Mutex<Runner>,
+    /// Notified when `runner` leaves `Driver`.
+    runner_changed: std::sync::Condvar,
+    /// Where a thread that yields leaves its carry for the driver taking over.
+    handed: std::sync::Mutex<Option<Carry>>,
+}
+
+impl Shared {
+    fn runner(&self) -> std::sync::MutexGuard<'_, Runner> {
+        self.runner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("durability", &self.durability).finish_non_exhaustive()
+    }
+}
+
+/// A commit group: the logs it serves and whoever runs their commit cycles, its own thread
+/// or, once [`CommitGroup::driver`] has handed them over, a task on the caller's event loop.
+/// Dropping the group commits what is queued and stops; logs opened in it then refuse
+/// appends.
+#[derive(Debug)]
+pub struct CommitGroup {
+    shared: std::sync::Arc<Shared>,
     /// Commits through a journal (under `sync`, with one configured).
     journaled: bool,
     backend_name: &'static str,
-    thread: Option<JoinHandle<()>>,
     preparer: Preparer,
 }
 
@@ -148,7 +205,7 @@ impl CommitGroup {
             IoBackend::Auto if journaled => IoBackend::Std,
             other => other,
         };
-        let mut group = Self::start_with(config.durability, move || {
+        let mut group = Self::start_with(config.durability, backend, move || {
             let io = io::commit_io(backend)?;
             let journal = match journal {
                 Some(path) => Some(Journal::open(&path, journal_bytes)?),
@@ -160,54 +217,63 @@ impl CommitGroup {
         Ok(group)
     }
 
-    /// Starts the committing thread with the I/O backend `make_io` builds on that thread.
+    /// Starts the committing thread with the I/O backend `make_io` builds on that thread;
+    /// `backend` is what a restarted thread builds.
     pub(crate) fn start_with(
         durability: Durability,
+        backend: IoBackend,
         make_io: impl FnOnce() -> Result<(Box<dyn CommitIo>, Option<Journal>)> + Send + 'static,
     ) -> Result<Self> {
-        let queue = Arc::new(Queue::new());
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread_queue = Arc::clone(&queue);
-        let thread = std::thread::Builder::new()
-            .name("riffle-commit".into())
-            .spawn(move || match make_io() {
-                Ok((io, journal)) => {
-                    let (acks, ack_rx) = std::sync::mpsc::channel::<Acks>();
-                    let acker =
-                        std::thread::Builder::new().name("riffle-ack".into()).spawn(move || {
-                            for batch in ack_rx {
-                                for (waiters, result) in batch {
-                                    waiters.iter().for_each(|w| w.complete(result.clone()));
-                                }
-                            }
-                        });
-                    let acker = match acker {
-                        Ok(a) => a,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(Error::io("riffle-ack thread", e)));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(io.name()));
-                    run(&thread_queue, durability, io, journal, &acks);
-                    drop(acks);
-                    let _ = acker.join();
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            })
-            .map_err(|e| Error::io("riffle-commit thread", e))?;
-        let backend_name = ready_rx.recv().map_err(|_| Error::Closed)??;
-        let preparer = Preparer::start()?;
-        Ok(CommitGroup {
-            queue,
+        let shared = std::sync::Arc::new(Shared {
+            queue: Arc::new(Queue::new()),
             durability,
-            journaled: false,
-            backend_name,
-            thread: Some(thread),
-            preparer,
-        })
+            backend,
+            runner: std::sync::Mutex::new(Runner::Stopped),
+            runner_changed: std::sync::Condvar::new(),
+            handed: std::sync::Mutex::new(None),
+        });
+        let (thread, backend_name) = spawn_thread(&shared, move || {
+            let (io, journal) = make_io()?;
+            Ok((io, Carry::new(journal)))
+        })?;
+        *shared.runner() = Runner::Thread(thread);
+        let preparer = Preparer::start()?;
+        Ok(CommitGroup { shared, journaled: false, backend_name, preparer })
+    }
+
+    /// Hands this group's commit cycles over to a task on the caller's event loop: waits
+    /// for the group's thread to finish its cycle and stop, and returns the driver that
+    /// carries on where it stopped ([`CommitDriver::run`]). Dropping the driver (or the
+    /// runtime it runs on) starts a thread again, so the group never stops committing.
+    ///
+    /// Fails if the group already has a driver, or has stopped.
+    #[cfg(feature = "io-uring")]
+    pub fn driver(&self) -> Result<CommitDriver> {
+        let shared = &self.shared;
+        let mut runner = shared.runner();
+        match std::mem::replace(&mut *runner, Runner::Driver(None)) {
+            Runner::Thread(thread) => {
+                shared.queue.request_yield();
+                let _ = thread.join();
+                let handed =
+                    shared.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                match handed {
+                    Some(carry) => Ok(CommitDriver::new(std::sync::Arc::clone(shared), carry)),
+                    None => {
+                        *runner = Runner::Stopped;
+                        Err(Error::Closed)
+                    }
+                }
+            }
+            Runner::Driver(at) => {
+                *runner = Runner::Driver(at);
+                Err(Error::Config("this commit group already has a driver".into()))
+            }
+            Runner::Stopped => {
+                *runner = Runner::Stopped;
+                Err(Error::Closed)
+            }
+        }
     }
 
     /// The I/O backend in use: `"io_uring"` or `"std"`.
@@ -217,7 +283,7 @@ impl CommitGroup {
 
     /// The durability mode the group commits under.
     pub fn durability(&self) -> Durability {
-        self.durability
+        self.shared.durability
     }
 
     /// Whether the group commits through a journal: then segments are synced only at the
@@ -227,7 +293,7 @@ impl CommitGroup {
     }
 
     pub(crate) fn queue(&self) -> &Arc<Queue> {
-        &self.queue
+        &self.shared.queue
     }
 
     pub(crate) fn preparer(&self) -> PreparerHandle {
@@ -237,71 +303,184 @@ impl CommitGroup {
 
 impl Drop for CommitGroup {
     fn drop(&mut self) {
-        self.queue.shutdown();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let shared = &self.shared;
+        shared.queue.shutdown();
+        let mut runner = shared.runner();
+        loop {
+            match std::mem::replace(&mut *runner, Runner::Stopped) {
+                Runner::Thread(thread) => {
+                    let _ = thread.join();
+                    return;
+                }
+                // A driver sees the shutdown at its next poll, commits what is queued and
+                // stops. Unless it is polled on this very thread, which is then not polling
+                // it: its drop (with its runtime's) finishes instead.
+                Runner::Driver(at) if at != Some(std::thread::current().id()) => {
+                    *runner = Runner::Driver(at);
+                    runner = shared
+                        .runner_changed
+                        .wait(runner)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                Runner::Driver(_) | Runner::Stopped => return,
+            }
         }
     }
+}
+
+/// Starts a committing thread; `make` builds its I/O backend and carry on that thread.
+/// Returns the thread and the backend's name.
+fn spawn_thread(
+    shared: &std::sync::Arc<Shared>,
+    make: impl FnOnce() -> Result<(Box<dyn CommitIo>, Carry)> + Send + 'static,
+) -> Result<(JoinHandle<()>, &'static str)> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let shared = std::sync::Arc::clone(shared);
+    let thread = std::thread::Builder::new()
+        .name("riffle-commit".into())
+        .spawn(move || match make() {
+            Ok((io, carry)) => {
+                let (acks, ack_rx) = std::sync::mpsc::channel::<Acks>();
+                let acker =
+                    std::thread::Builder::new().name("riffle-ack".into()).spawn(move || {
+                        for batch in ack_rx {
+                            acknowledge(batch);
+                        }
+                    });
+                let acker = match acker {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(Error::io("riffle-ack thread", e)));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(io.name()));
+                run(&shared, io, carry, &acks);
+                drop(acks);
+                let _ = acker.join();
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
+        })
+        .map_err(|e| Error::io("riffle-commit thread", e))?;
+    let name = ready_rx.recv().map_err(|_| Error::Closed)??;
+    Ok((thread, name))
 }
 
 /// The answers of one cycle: each log's waiters and their common result.
 type Acks = Vec<Answer>;
 
-/// The committer's loop. Waiters are answered by a second thread (`riffle-ack`), so that
-/// waking tens of blocked producers (a futex wake each) overlaps with the next cycle's
-/// write and sync instead of delaying it: measured, acknowledging 55 waiters cost the
-/// commit thread about as much CPU as the write and sync themselves.
-fn run(
-    queue: &Queue,
-    durability: Durability,
-    mut io: Box<dyn CommitIo>,
-    mut journal: Option<Journal>,
-    acks: &Sender<Acks>,
-) {
-    let interval = match durability {
+/// Completes every waiter of a cycle.
+fn acknowledge(answers: Acks) {
+    for (waiters, result) in answers {
+        waiters.iter().for_each(|w| w.complete(result.clone()));
+    }
+}
+
+/// The `Interval` mode's sync period, if that is the mode.
+fn sync_interval(durability: Durability) -> Option<Duration> {
+    match durability {
         Durability::Interval { interval_ms } => Some(Duration::from_millis(interval_ms)),
         _ => None,
-    };
-    let mut unsynced: Vec<Arc<LogInner>> = Vec::new();
-    let mut last_sync = Instant::now();
+    }
+}
+
+/// The committing thread's loop. Waiters are answered by a second thread (`riffle-ack`),
+/// so that waking tens of blocked producers (a futex wake each) overlaps with the next
+/// cycle's write and sync instead of delaying it: measured, acknowledging 55 waiters cost
+/// the commit thread about as much CPU as the write and sync themselves.
+fn run(shared: &Shared, mut io: Box<dyn CommitIo>, mut carry: Carry, acks: &Sender<Acks>) {
+    let durability = shared.durability;
+    let interval = sync_interval(durability);
     loop {
-        let (logs, stopping) = match queue.take(interval) {
-            Taken::Items(items) => (items, false),
-            Taken::Shutdown(items) => (items, true),
+        let (logs, stopping, yielding) = match shared.queue.take(interval) {
+            Taken::Items(items) => (items, false, false),
+            Taken::Shutdown(items) => (items, true, false),
+            Taken::Yield(items) => (items, false, true),
         };
-        let sync_due = interval.is_some_and(|i| last_sync.elapsed() >= i) || stopping;
-        let answers = cycle(&mut *io, durability, logs, sync_due, &mut unsynced, &mut journal);
+        let answers = commit(&mut *io, durability, logs, stopping, &mut carry);
         if !answers.is_empty() {
             // The acker outlives this loop; a send can only fail if it panicked.
             let _ = acks.send(answers);
         }
-        if sync_due && interval.is_some() {
-            sync_unsynced(&mut *io, &mut unsynced);
-            last_sync = Instant::now();
-        }
         if stopping {
-            sync_unsynced(&mut *io, &mut unsynced);
-            if let Some(mut j) = journal.take() {
-                if let Err(e) = j.close() {
-                    tracing::error!(error = %e, "journal checkpoint at stop failed; the next start replays it");
-                }
-            }
+            finish(&mut *io, &mut carry);
+            return;
+        }
+        if yielding {
+            *shared.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(carry);
             return;
         }
     }
 }
 
-/// One commit cycle over the dirty logs.
-fn cycle(
+/// One turn of a committer, with its I/O run by `io`: a cycle over `logs`, then the
+/// `Interval` mode's sync when it is due (or `stopping`).
+fn commit(
+    io: &mut dyn CommitIo,
+    durability: Durability,
+    logs: Vec<Arc<LogInner>>,
+    stopping: bool,
+    carry: &mut Carry,
+) -> Acks {
+    let sync_due = sync_due(durability, carry, stopping);
+    let answers = match begin_cycle(io, durability, logs, sync_due, &mut carry.journal) {
+        Some(mut work) => {
+            io.run(&mut work.ops);
+            end_cycle(io, durability, work, carry)
+        }
+        None => Vec::new(),
+    };
+    after_cycle(io, durability, sync_due, carry);
+    answers
+}
+
+fn sync_due(durability: Durability, carry: &Carry, stopping: bool) -> bool {
+    sync_interval(durability).is_some_and(|i| carry.last_sync.elapsed() >= i) || stopping
+}
+
+/// `Interval` mode: syncs what was written since the last sync, when due.
+fn after_cycle(io: &mut dyn CommitIo, durability: Durability, sync_due: bool, carry: &mut Carry) {
+    if sync_due && sync_interval(durability).is_some() {
+        sync_unsynced(io, &mut carry.unsynced);
+        carry.last_sync = Instant::now();
+    }
+}
+
+/// The last turn: syncs everything and closes the journal (a checkpoint).
+fn finish(io: &mut dyn CommitIo, carry: &mut Carry) {
+    sync_unsynced(io, &mut carry.unsynced);
+    if let Some(mut j) = carry.journal.take() {
+        if let Err(e) = j.close() {
+            tracing::error!(error = %e, "journal checkpoint at stop failed; the next start replays it");
+        }
+    }
+}
+
+/// A cycle between taking its logs and running its I/O.
+struct CycleWork {
+    prepared: Vec<(Arc<LogInner>, Prepared)>,
+    /// Every write and sync of the cycle, in the logs' order, then the journal's.
+    ops: Vec<CycleOp>,
+    /// With a journal, the cycle's logs, watched for a failed commit.
+    journaled_logs: Vec<Arc<LogInner>>,
+    /// The journal holds this cycle's bytes (its write and sync are among `ops`).
+    staged: bool,
+    sync: bool,
+}
+
+/// Starts a commit cycle over the dirty logs: takes their pending batches and lays out the
+/// cycle's writes and syncs. `None` if there is nothing to write.
+fn begin_cycle(
     io: &mut dyn CommitIo,
     durability: Durability,
     logs: Vec<Arc<LogInner>>,
     sync_due: bool,
-    unsynced: &mut Vec<Arc<LogInner>>,
     journal: &mut Option<Journal>,
-) -> Acks {
+) -> Option<CycleWork> {
     if logs.is_empty() {
-        return Vec::new();
+        return None;
     }
     let sync = match durability {
         Durability::Sync => true,
@@ -311,7 +490,6 @@ fn cycle(
     let journaled = journal.is_some() && durability == Durability::Sync;
     let mut prepared: Vec<(Arc<LogInner>, Prepared)> = Vec::with_capacity(logs.len());
     let mut ops: Vec<CycleOp> = Vec::with_capacity(logs.len() + 1);
-    // With a journal, the cycle's logs are watched for a failed commit (below).
     let mut journaled_logs: Vec<Arc<LogInner>> = Vec::new();
     for log in logs {
         if journaled {
@@ -337,7 +515,19 @@ fn cycle(
     if journaled && !staged {
         ops.iter_mut().for_each(|op| op.sync = true);
     }
-    io.run(&mut ops);
+    Some(CycleWork { prepared, ops, journaled_logs, staged, sync })
+}
+
+/// Ends a cycle whose I/O has run: publishes each log's new durable end (or poisons it)
+/// and returns the waiters to answer.
+fn end_cycle(
+    io: &mut dyn CommitIo,
+    durability: Durability,
+    work: CycleWork,
+    carry: &mut Carry,
+) -> Acks {
+    let CycleWork { prepared, mut ops, journaled_logs, staged, sync } = work;
+    let journal = &mut carry.journal;
     if staged {
         if let Some(j) = journal.as_mut() {
             j.finish(&mut ops);
@@ -350,8 +540,8 @@ fn cycle(
         let ok = mine.iter().all(|op| op.result.is_ok());
         answers.push(log.finish(p, mine, io, matches!(durability, Durability::None)));
         let interval = matches!(durability, Durability::Interval { .. });
-        if ok && !sync && interval && !unsynced.iter().any(|l| Arc::ptr_eq(l, &log)) {
-            unsynced.push(log);
+        if ok && !sync && interval && !carry.unsynced.iter().any(|l| Arc::ptr_eq(l, &log)) {
+            carry.unsynced.push(log);
         }
     }
     if journal.is_some() && journaled_logs.iter().any(|l| l.is_poisoned()) {
@@ -424,7 +614,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ops = std::sync::Arc::new(AtomicUsize::new(0));
         let counter = ops.clone();
-        let group = CommitGroup::start_with(Durability::Sync, move || {
+        let group = CommitGroup::start_with(Durability::Sync, IoBackend::Std, move || {
             Ok((Box::new(FailingSync { ops: counter, fail_at: 3 }) as Box<dyn CommitIo>, None))
         })
         .expect("group");
