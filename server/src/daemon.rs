@@ -7,10 +7,16 @@
 //! runtime (epoll) and the daemon logs one line saying so. One connection loop serves both,
 //! through [`Conn`].
 //!
-//! Writes to a shard are committed by the engine's commit groups (one committing thread per
-//! core; shards are spread over them), not by the network cores: a network core hands the
-//! records to the shard's log and awaits the commit. Requests that commit the catalog run
-//! on a short-lived thread so they never stall a reactor.
+//! Writes: every shard belongs to one of the engine's commit groups, and under io_uring
+//! core `i` runs group `i` itself (`DaemonConfig::commit_on_cores`, riffled's `--commit
+//! cores`): a task on the core's runtime ([`riffle_engine::group_commit::CommitDriver`])
+//! writes the group's dirty segments, syncs through the core's ring while the core goes on
+//! serving its sockets, and acknowledges the waiters. A request that lands on the shard's own
+//! core crosses no thread; one on another core appends to the shard's open batch under its
+//! lock, and the owning core is woken to commit it and wakes the request back (two wake-ups
+//! per cycle, not per record). Under epoll, or with `--commit threads`, each group keeps its
+//! committing thread. Requests that commit the catalog run on a short-lived thread so they
+//! never stall a reactor.
 //!
 //! A connection: handshake (10 s to send a hello), then frames. At most `max_in_flight`
 //! requests may be unanswered (the excess gets `LimitExceededException`); a frame that
@@ -195,8 +201,7 @@ fn run_core(
         let runtime = tokio_uring::Runtime::new(&tokio_uring::builder())?;
         runtime.block_on(async move {
             if let Some(driver) = driver {
-                let inline = std::env::var_os("RIFFLE_INLINE_SYNC").is_some();
-                tokio_uring::spawn(driver.ring_syncs(!inline).run());
+                tokio_uring::spawn(driver.run());
             }
             let listener = tokio_uring::net::TcpListener::from_std(socket);
             let live = Rc::new(Cell::new(0usize));

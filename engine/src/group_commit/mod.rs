@@ -1,8 +1,10 @@
-//! Group commit: one committing thread per group, one write per dirty segment and one
+//! Group commit: one committer per group, one write per dirty segment and one
 //! `fdatasync` per cycle (of the group's journal, [`crate::journal`]; without a journal,
 //! one per dirty segment), every waiter of the cycle acknowledged at once.
 //!
-//! A group owns one thread (in the server, one per core) and any number of shard logs.
+//! A group owns any number of shard logs and one committer: its own thread, or, handed
+//! over with [`CommitGroup::driver`], a task on an event loop (in the server, the network
+//! core the group belongs to; `driver.rs`). Exactly one of them runs cycles at a time.
 //! Producers append to a log's open batch and wait; the first producer to make a log dirty
 //! queues it. The committer's cycle takes every dirty log, hands each log's encoded batches
 //! to the I/O backend as one positioned write (plus one `fdatasync` under `sync`), and runs
@@ -16,7 +18,8 @@
 //! cycle (at most one more sync).
 //!
 //! # Invariants
-//! - This module's thread is the only code that moves a log's durable watermark.
+//! - The group's committer (its thread or its driver, never both: the thread hands over
+//!   between two cycles) is the only code that moves a log's durable watermark.
 //! - A failed write or sync completes that cycle's waiters with the error and poisons the
 //!   log: nothing from the cycle is acknowledged, and the log takes no more writes.
 
