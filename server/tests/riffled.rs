@@ -17,6 +17,11 @@ struct Riffled {
 
 impl Riffled {
     fn start(dir: &std::path::Path) -> Riffled {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts it with `extra` flags after the usual ones.
+    fn start_with(dir: &std::path::Path, extra: &[&str]) -> Riffled {
         let mut child = Command::new(env!("CARGO_BIN_EXE_riffled"))
             .args([
                 "--listen",
@@ -29,6 +34,7 @@ impl Riffled {
                 "--data-dir",
             ])
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -278,7 +284,8 @@ fn bad_input_gets_an_error_and_closes_only_that_connection() {
 }
 
 /// kill -9 of `riffled` under load from several producers, restart, and every acknowledged
-/// record is readable with its sequence number; several cycles on one data directory.
+/// record is readable with its sequence number; several cycles on one data directory,
+/// alternating who commits (`--commit cores`, the default, and `--commit threads`).
 #[test]
 fn acknowledged_records_survive_kill_9_of_the_daemon() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -289,7 +296,8 @@ fn acknowledged_records_survive_kill_9_of_the_daemon() {
     println!("riffled kill9 seed {seed}");
     let mut acked: Vec<(u128, Vec<u8>)> = Vec::new();
     for cycle in 0..3u64 {
-        let server = Riffled::start(dir.path());
+        let commit = if cycle == 1 { "threads" } else { "cores" };
+        let server = Riffled::start_with(dir.path(), &["--commit", commit]);
         if cycle == 0 {
             server
                 .client()
@@ -373,7 +381,8 @@ fn acknowledged_records_survive_kill_9_of_the_daemon() {
             );
         }
         println!(
-            "cycle {cycle}: killed after {wait} ms, {} acknowledged so far, {} readable",
+            "cycle {cycle} (--commit {commit}): killed after {wait} ms, {} acknowledged so far, \
+             {} readable",
             acked.len(),
             found.len()
         );
