@@ -273,10 +273,6 @@ fn held_items_are_taken_together_and_release_wakes_the_committer() {
     );
 }
 
-/// The journal's pattern: submit a checkpoint, then wait for the previous one, while the
-/// worker runs them. A wait never returns before its job is done (the worker records what
-/// it finished, outside the model), the jobs run in order, and a failed job fails every
-/// later wait. Then shutdown ends the worker, which may be idle in `next`.
 /// A driver task polls `poll_take` while a producer marks an item under a hold and
 /// releases it: the task is woken and gets the item, whichever comes first (no lost
 /// wake-up through the waker, the hold, or the release).
@@ -303,6 +299,21 @@ fn a_polling_committer_is_woken_by_mark_and_release() {
         producer.join().expect("producer");
         got.sort_unstable();
         assert_eq!(got, vec![1, 2]);
+    });
+}
+
+/// A driver task waiting in `poll_take` on an empty queue is woken by `shutdown` and gets
+/// `Taken::Shutdown` (the group's drop waits for exactly that).
+#[test]
+fn shutdown_wakes_a_polling_committer() {
+    loom_common::explore("shutdown_wakes_a_polling_committer", || {
+        let q = Arc::new(DirtyQueue::<u32>::new());
+        let stopper = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.shutdown())
+        };
+        assert_eq!(block_on(|cx| q.poll_take(cx)), Taken::Shutdown(Vec::new()));
+        stopper.join().expect("stopper");
     });
 }
 
@@ -361,6 +372,10 @@ fn handover_from_thread_to_task_loses_no_item() {
     assert!(YIELD_EMPTY.load(StdOrdering::Relaxed), "no run yielded before the mark");
 }
 
+/// The journal's pattern: submit a checkpoint, then wait for the previous one, while the
+/// worker runs them. A wait never returns before its job is done (the worker records what
+/// it finished, outside the model), the jobs run in order, and a failed job fails every
+/// later wait. Then shutdown ends the worker, which may be idle in `next`.
 #[test]
 fn job_queue_waits_follow_the_worker_and_failures_stick() {
     loom_common::explore_concurrent("job_queue_waits_follow_the_worker", || {

@@ -10,12 +10,21 @@
 //! io_uring, so that the reactor serves its sockets while the disk syncs and the records
 //! that arrive meanwhile make up the next cycle.
 //!
+//! What still blocks the runtime's thread, because it runs inside a cycle's preparation or
+//! end as it does on the thread: a segment roll (the new segment's header write,
+//! `fdatasync` and directory sync, once per segment size written), a durable seal, a
+//! journal half switch that finds the previous half's checkpoint still running (it waits for
+//! it), and the last turn at shutdown. The page-cache writes can also block under
+//! dirty-page throttling. Each of these is rare next to the per-cycle sync.
+//!
 //! Handing over ([`CommitGroup::driver`]) waits for the group's thread to finish its cycle
 //! and take what it carries (the journal, the `Interval` mode's unsynced logs) with it.
 //! When the driver is dropped before the group shuts down (its runtime stopped first), it
 //! starts a thread again with what it carries, so the group never stops committing; when
 //! the group shuts down, the driver commits what is queued and closes the journal, as the
-//! thread does.
+//! thread does. A group dropped while its driver is polled on another thread waits for
+//! that; one whose driver was never polled, or is polled on the dropping thread, returns
+//! first, and the driver finishes when it next runs or is dropped.
 //!
 //! [`CommitGroup::driver`]: super::CommitGroup::driver
 
@@ -25,8 +34,8 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use super::{
-    acknowledge, after_cycle, begin_cycle, commit, end_cycle, finish, spawn_thread, sync_due,
-    sync_interval, Carry, CycleWork, Runner, Shared,
+    acknowledge, begin_cycle, end_cycle, finish, spawn_thread, stop_here, sync_due, sync_interval,
+    unsynced_done, unsynced_ops, Carry, CycleWork, Runner, Shared,
 };
 use crate::error::Error;
 use crate::handoff::Taken;
@@ -92,7 +101,17 @@ impl CommitDriver {
                 }
             }
             let Some(carry) = self.carry.as_mut() else { return };
-            after_cycle(&mut io, durability, sync_due, carry);
+            if sync_due && sync_interval(durability).is_some() {
+                // `Interval` mode: the logs written since the last sync, through the ring.
+                // They stay in the carry until synced, in case the task is dropped meanwhile.
+                let (logs, mut ops) = unsynced_ops(&mut carry.unsynced.clone());
+                run_ops(&mut ops, &mut files, self.ring_syncs).await;
+                unsynced_done(logs, ops);
+                let Some(carry) = self.carry.as_mut() else { return };
+                carry.unsynced.clear();
+                carry.last_sync = std::time::Instant::now();
+            }
+            let Some(carry) = self.carry.as_mut() else { return };
             if stopping {
                 finish(&mut io, carry);
                 self.carry = None;
@@ -134,30 +153,51 @@ impl Drop for CommitDriver {
         let mut io = StdIo;
         if let Some(mut work) = self.work.take() {
             // The cycle's I/O was cut short (the task dropped while a sync was in flight):
-            // run all of it again here. Writing the same bytes at the same offsets again
-            // changes nothing, and only a sync that completed acknowledges.
-            io.run(&mut work.ops);
+            // run again, here, every op that has not failed. Writing the same bytes at the
+            // same offsets again changes nothing, and only a sync that completed
+            // acknowledges; an op that failed keeps its error (its log is poisoned).
+            for op in work.ops.iter_mut().filter(|op| op.result.is_ok()) {
+                if !op.range.is_empty() {
+                    op.result = op.file.write_all_at(&op.buf[op.range.clone()], op.file_offset);
+                }
+                if op.sync && op.result.is_ok() {
+                    op.result = op.file.sync_data();
+                }
+            }
             acknowledge(end_cycle(&mut io, durability, work, &mut carry));
         }
         let shared = &self.shared;
         let mut runner = shared.runner();
         if shared.queue.is_shut_down() {
             // The group is stopping: commit what is queued here, as its thread would.
-            let logs = match shared.queue.take(Some(std::time::Duration::ZERO)) {
-                Taken::Items(logs) | Taken::Shutdown(logs) | Taken::Yield(logs) => logs,
-            };
-            acknowledge(commit(&mut io, durability, logs, true, &mut carry));
-            finish(&mut io, &mut carry);
+            stop_here(shared, &mut io, carry);
             *runner = Runner::Stopped;
         } else {
+            // Back to a thread. The carry waits in `handed` until the thread takes it, so
+            // that it is still here if the thread cannot start.
+            *shared.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(carry);
             let backend = shared.backend;
-            match spawn_thread(shared, move || Ok((io::commit_io(backend)?, carry))) {
+            let slot = std::sync::Arc::clone(shared);
+            let started = spawn_thread(shared, move || {
+                let io = io::commit_io(backend).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "restarting a commit thread on std I/O");
+                    Box::new(StdIo)
+                });
+                let carry =
+                    slot.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                Ok((io, carry.ok_or(Error::Closed)?))
+            });
+            match started {
                 Ok((thread, _)) => *runner = Runner::Thread(thread),
                 Err(e) => {
-                    // What the driver carried went with the thread that failed; a journal
-                    // is replayed at the next start.
                     tracing::error!(error = %e, "restarting a commit thread failed; the group stops");
-                    shared.queue.shutdown();
+                    let carry = shared
+                        .handed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take()
+                        .unwrap_or_else(|| Carry::new(None));
+                    stop_here(shared, &mut io, carry);
                     *runner = Runner::Stopped;
                 }
             }
@@ -321,5 +361,50 @@ mod tests {
             core.join().expect("core");
             assert_eq!(log.append_wait(&[rec(&data)]).expect("by the thread"), 2 * round + 1);
         }
+    }
+
+    /// Runtimes stopped at arbitrary moments while appends are in flight (the driver's task
+    /// dropped before, during or after a cycle): every append is still acknowledged, by the
+    /// driver, by its drop rerunning the cut-short cycle, or by the thread it restarts, and
+    /// every acknowledged record is there after reopening.
+    #[test]
+    fn appends_in_flight_survive_their_driver_being_dropped() {
+        if runtime().is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = dir.path().join("log");
+        let group = group(dir.path(), Durability::Sync);
+        let log = ShardLog::open(&logs, LogConfig::default(), &group).expect("open");
+        let mut acked = 0u64;
+        for round in 0..20u64 {
+            let driver = group.driver().expect("driver");
+            let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+            let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
+            let core = std::thread::spawn(move || {
+                runtime().expect("runtime").block_on(async move {
+                    tokio_uring::spawn(driver.run());
+                    let _ = ran_tx.send(());
+                    while stop_rx.try_recv().is_err() {
+                        tokio::task::yield_now().await;
+                    }
+                });
+            });
+            ran_rx.recv().expect("the runtime started");
+            let tickets: Vec<_> = (0..1 + round % 7)
+                .map(|i| log.append(&[rec(&(round * 100 + i).to_be_bytes())]).expect("append"))
+                .collect();
+            stop_tx.send(()).expect("stop");
+            core.join().expect("core");
+            for t in tickets {
+                assert_eq!(t.wait().expect("acknowledged"), acked);
+                acked += 1;
+            }
+        }
+        drop(log);
+        drop(group);
+        let group = CommitGroup::start(CommitConfig::default()).expect("group");
+        let log = ShardLog::open(&logs, LogConfig::default(), &group).expect("reopen");
+        assert_eq!(log.end_position(), acked);
     }
 }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::handoff::{DirtyQueue, Taken};
+use crate::io::std_file::StdIo;
 use crate::io::{self, CommitIo, CycleOp, IoBackend};
 use crate::journal::Journal;
 use crate::prepare::{Preparer, PreparerHandle};
@@ -263,6 +264,13 @@ impl CommitGroup {
                 match handed {
                     Some(carry) => Ok(CommitDriver::new(std::sync::Arc::clone(shared), carry)),
                     None => {
+                        // The thread ended without handing over (it panicked): what it
+                        // carried is gone (a journal is replayed at the next start). The
+                        // group stops here, answering what is queued, so nobody waits.
+                        tracing::error!(
+                            "a commit thread ended without handing over; its group stops"
+                        );
+                        stop_here(shared, &mut StdIo, Carry::new(None));
                         *runner = Runner::Stopped;
                         Err(Error::Closed)
                     }
@@ -315,17 +323,26 @@ impl Drop for CommitGroup {
                     let _ = thread.join();
                     return;
                 }
-                // A driver sees the shutdown at its next poll, commits what is queued and
-                // stops. Unless it is polled on this very thread, which is then not polling
-                // it: its drop (with its runtime's) finishes instead.
-                Runner::Driver(at) if at != Some(std::thread::current().id()) => {
-                    *runner = Runner::Driver(at);
-                    runner = shared
+                // A driver being polled sees the shutdown at its next poll, commits what is
+                // queued and stops; wait for that. One never polled yet, or polled on this
+                // very thread (which is then not polling it), does so when it first runs or
+                // when it is dropped (with its runtime): this drop returns before that.
+                Runner::Driver(Some(at)) if at != std::thread::current().id() => {
+                    *runner = Runner::Driver(Some(at));
+                    let (guard, waited) = shared
                         .runner_changed
-                        .wait(runner)
+                        .wait_timeout(runner, Duration::from_secs(10))
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    runner = guard;
+                    if waited.timed_out() {
+                        tracing::warn!("still waiting for a commit driver to stop (is its runtime still polling it?)");
+                    }
                 }
-                Runner::Driver(_) | Runner::Stopped => return,
+                Runner::Driver(at) => {
+                    *runner = Runner::Driver(at);
+                    return;
+                }
+                Runner::Stopped => return,
             }
         }
     }
@@ -353,6 +370,9 @@ fn spawn_thread(
                 let acker = match acker {
                     Ok(a) => a,
                     Err(e) => {
+                        // Whoever started this thread gets the carry back to stop with.
+                        *shared.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(carry);
                         let _ = ready_tx.send(Err(Error::io("riffle-ack thread", e)));
                         return;
                     }
@@ -461,6 +481,18 @@ fn finish(io: &mut dyn CommitIo, carry: &mut Carry) {
     }
 }
 
+/// Stops the group on the calling thread: shuts its queue down, commits what is queued
+/// with `io`, syncs what is unsynced and closes the journal. Whoever calls it holds the
+/// runner lock and sets `Runner::Stopped`.
+fn stop_here(shared: &Shared, io: &mut dyn CommitIo, mut carry: Carry) {
+    shared.queue.shutdown();
+    let logs = match shared.queue.take(Some(Duration::ZERO)) {
+        Taken::Items(logs) | Taken::Shutdown(logs) | Taken::Yield(logs) => logs,
+    };
+    acknowledge(commit(io, shared.durability, logs, true, &mut carry));
+    finish(io, &mut carry);
+}
+
 /// A cycle between taking its logs and running its I/O.
 struct CycleWork {
     prepared: Vec<(Arc<LogInner>, Prepared)>,
@@ -561,6 +593,13 @@ fn end_cycle(
 
 /// `Interval` mode: sync every log written since the last sync, all together.
 fn sync_unsynced(io: &mut dyn CommitIo, unsynced: &mut Vec<Arc<LogInner>>) {
+    let (logs, mut ops) = unsynced_ops(unsynced);
+    io.run(&mut ops);
+    unsynced_done(logs, ops);
+}
+
+/// The syncs of [`sync_unsynced`], one per log that has something to sync.
+fn unsynced_ops(unsynced: &mut Vec<Arc<LogInner>>) -> (Vec<Arc<LogInner>>, Vec<CycleOp>) {
     let mut ops: Vec<CycleOp> = Vec::new();
     let mut logs = Vec::new();
     for log in unsynced.drain(..) {
@@ -569,7 +608,11 @@ fn sync_unsynced(io: &mut dyn CommitIo, unsynced: &mut Vec<Arc<LogInner>>) {
             logs.push(log);
         }
     }
-    io.run(&mut ops);
+    (logs, ops)
+}
+
+/// Publishes (or poisons) each log after its sync of [`unsynced_ops`] ran.
+fn unsynced_done(logs: Vec<Arc<LogInner>>, ops: Vec<CycleOp>) {
     for (log, op) in logs.into_iter().zip(ops) {
         match op.result {
             Ok(()) => log.synced(),

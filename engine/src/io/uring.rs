@@ -151,7 +151,13 @@ impl CommitIo for UringIo {
             match result {
                 Some(Ok((r, buf))) => {
                     op.buf = buf;
-                    op.result = r.map_err(|e| Error::io(op.file.path(), e));
+                    // The error may be the sync's (or the write's, which the sync would
+                    // then not make good either): recorded as a failed sync either way.
+                    op.result = if op.sync {
+                        op.file.synced(r)
+                    } else {
+                        r.map_err(|e| Error::io(op.file.path(), e))
+                    };
                 }
                 Some(Err(join_error)) => {
                     op.result =
