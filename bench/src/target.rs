@@ -253,6 +253,9 @@ impl Target for EngineTarget {
     }
 }
 
+/// Subscriptions a consumer puts on one connection (riffled's default limit per connection).
+const SUBSCRIPTIONS_PER_CONNECTION: usize = 64;
+
 /// A Riffle server (`riffled`) over the binary protocol: a pool of async connections on a
 /// background runtime, requests spread over them round-robin, each connection pipelined.
 pub struct ServerTarget {
@@ -521,8 +524,20 @@ impl Target for ServerTarget {
             Err(e) => return Err(e),
         }
         let (tx, rx) = std::sync::mpsc::channel();
+        // Each consumer subscribes over connections of its own, as a Kinesis consumer
+        // application would, no more subscriptions on one than riffled allows by default
+        // (on the shared pool, 8 consumers of 16 shards met that limit on one connection).
+        let mut client = None;
         for (i, shard) in shards.iter().enumerate() {
-            let client = self.client();
+            if i % SUBSCRIPTIONS_PER_CONNECTION == 0 {
+                let endpoint = self.endpoint.clone();
+                client = Some(
+                    self.runtime
+                        .block_on(riffle_server::client::AsyncClient::connect(&endpoint))
+                        .map_err(|e| format!("connecting to {endpoint}: {e}"))?,
+                );
+            }
+            let Some(client) = client.clone() else { unreachable!("connected at i = 0") };
             let request = Request::SubscribeToShard {
                 stream: stream.into(),
                 consumer_name: name.into(),

@@ -127,7 +127,8 @@ fn server_engine(dir: &std::path::Path) -> riffle_engine::Engine {
 }
 
 /// The server target against an in-process `riffled` (the daemon on a loopback port):
-/// produce, and push fan-out with two subscribers per shard checking every record.
+/// produce, and push fan-out with two subscribers per shard checking every record, each
+/// consumer on connections of its own.
 #[test]
 fn the_server_target_produces_and_pushes_through_a_real_daemon() {
     use riffle_bench::target::ServerTarget;
@@ -139,6 +140,9 @@ fn the_server_target_produces_and_pushes_through_a_real_daemon() {
         DaemonConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
             cores: 1,
+            // Each consumer subscribes to the 2 shards over its own connection: all 4
+            // subscriptions on one shared connection would be refused past the second.
+            max_subscriptions: 2,
             ..DaemonConfig::default()
         },
         Service::new(engine),
