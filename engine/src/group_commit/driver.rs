@@ -43,6 +43,9 @@ use crate::io::std_file::StdIo;
 use crate::io::uring::RingFiles;
 use crate::io::{self, CommitIo, CycleOp};
 
+/// Longest an idle driver keeps the ring-side handle of a file deleted elsewhere.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs a commit group's cycles as a task ([`CommitDriver::run`]). Made by
 /// [`CommitGroup::driver`](super::CommitGroup::driver).
 pub struct CommitDriver {
@@ -82,7 +85,7 @@ impl CommitDriver {
         let mut files = RingFiles::default();
         let mut io = Forgets::default();
         loop {
-            let (logs, stopping) = match self.next().await {
+            let (logs, stopping) = match self.next(!files.is_empty()).await {
                 Taken::Items(logs) | Taken::Yield(logs) => (logs, false),
                 Taken::Shutdown(logs) => (logs, true),
             };
@@ -96,9 +99,11 @@ impl CommitDriver {
                     return;
                 };
                 acknowledge(end_cycle(&mut io, durability, work, carry));
-                for uid in io.0.drain(..).chain(files.dead()) {
-                    files.remove(uid);
-                }
+            }
+            // Close the ring-side handles of files sealed, or deleted elsewhere (retention,
+            // a deleted stream), so that their space is freed.
+            for uid in io.0.drain(..).chain(files.dead()) {
+                files.remove(uid);
             }
             let Some(carry) = self.carry.as_mut() else { return };
             if sync_due && sync_interval(durability).is_some() {
@@ -122,15 +127,18 @@ impl CommitDriver {
         }
     }
 
-    /// Waits for dirty logs, or (`Interval` mode, with unsynced logs) for the next sync.
-    async fn next(&self) -> Taken<std::sync::Arc<crate::shard_log::LogInner>> {
+    /// Waits for dirty logs, or (`Interval` mode, with unsynced logs) for the next sync, or
+    /// (with ring-side file handles open) at most [`SWEEP_EVERY`], to sweep them.
+    async fn next(&self, sweep: bool) -> Taken<std::sync::Arc<crate::shard_log::LogInner>> {
         let queue = &self.shared.queue;
-        let deadline = match (sync_interval(self.shared.durability), &self.carry) {
+        let sync_at = match (sync_interval(self.shared.durability), &self.carry) {
             (Some(interval), Some(carry)) if !carry.unsynced.is_empty() => {
                 Some(carry.last_sync + interval)
             }
             _ => None,
         };
+        let sweep_at = sweep.then(|| std::time::Instant::now() + SWEEP_EVERY);
+        let deadline = sync_at.into_iter().chain(sweep_at).min();
         let mut sleep: Option<Pin<Box<tokio::time::Sleep>>> =
             deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
         poll_fn(|cx| {
@@ -406,5 +414,43 @@ mod tests {
         let group = CommitGroup::start(CommitConfig::default()).expect("group");
         let log = ShardLog::open(&logs, LogConfig::default(), &group).expect("reopen");
         assert_eq!(log.end_position(), acked);
+    }
+
+    /// Without a journal, the driver syncs segments through ring-side handles (`dup`s). A
+    /// deleted log's handles are closed while the group is idle, so its space is freed.
+    #[test]
+    fn an_idle_driver_closes_the_handles_of_deleted_files() {
+        if runtime().is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = dir.path().join("log");
+        let group = CommitGroup::start(CommitConfig {
+            io_backend: IoBackend::Std,
+            ..CommitConfig::default()
+        })
+        .expect("group");
+        let driver = group.driver().expect("driver");
+        let core = std::thread::spawn(move || {
+            runtime().expect("runtime").block_on(driver.run());
+        });
+        let log = ShardLog::open(&logs, LogConfig::default(), &group).expect("open");
+        log.append_wait(&[rec(b"x")]).expect("acked");
+        drop(log);
+        std::fs::remove_dir_all(&logs).expect("delete the log");
+        let open_deleted = || {
+            std::fs::read_dir("/proc/self/fd")
+                .expect("fds")
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target.starts_with(&logs))
+                .count()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while open_deleted() > 0 {
+            assert!(std::time::Instant::now() < deadline, "deleted segments stay open");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop(group);
+        core.join().expect("core");
     }
 }

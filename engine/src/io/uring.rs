@@ -67,6 +67,10 @@ impl RingFiles {
             .collect()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
     pub(crate) fn uids(&self) -> Vec<u64> {
         self.files.keys().copied().collect()
     }
