@@ -253,9 +253,6 @@ impl Target for EngineTarget {
     }
 }
 
-/// Subscriptions a consumer puts on one connection (riffled's default limit per connection).
-const SUBSCRIPTIONS_PER_CONNECTION: usize = 64;
-
 /// A Riffle server (`riffled`) over the binary protocol: a pool of async connections on a
 /// background runtime, requests spread over them round-robin, each connection pipelined.
 pub struct ServerTarget {
@@ -525,19 +522,26 @@ impl Target for ServerTarget {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         // Each consumer subscribes over connections of its own, as a Kinesis consumer
-        // application would, no more subscriptions on one than riffled allows by default
-        // (on the shared pool, 8 consumers of 16 shards met that limit on one connection).
-        let mut client = None;
+        // application would, no more subscriptions on one than riffled allows (on the
+        // shared pool, 8 consumers of 16 shards met that limit on one connection).
+        // The server says in its hello how many it takes per connection.
+        let mut client: Option<riffle_server::client::AsyncClient> = None;
+        let mut on_client = 0;
         for (i, shard) in shards.iter().enumerate() {
-            if i % SUBSCRIPTIONS_PER_CONNECTION == 0 {
+            let full = client
+                .as_ref()
+                .is_none_or(|c| on_client >= usize::from(c.server_hello().max_subscriptions));
+            if full {
                 let endpoint = self.endpoint.clone();
                 client = Some(
                     self.runtime
                         .block_on(riffle_server::client::AsyncClient::connect(&endpoint))
                         .map_err(|e| format!("connecting to {endpoint}: {e}"))?,
                 );
+                on_client = 0;
             }
-            let Some(client) = client.clone() else { unreachable!("connected at i = 0") };
+            on_client += 1;
+            let Some(client) = client.clone() else { unreachable!("connected above") };
             let request = Request::SubscribeToShard {
                 stream: stream.into(),
                 consumer_name: name.into(),

@@ -140,8 +140,9 @@ fn the_server_target_produces_and_pushes_through_a_real_daemon() {
         DaemonConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
             cores: 1,
-            // Each consumer subscribes to the 2 shards over its own connection: all 4
-            // subscriptions on one shared connection would be refused past the second.
+            // Each consumer subscribes to the 3 shards over connections of its own, 2 on
+            // the first and 1 on a second (the limit its hello announces): all 6 on one
+            // shared connection would be refused past the second.
             max_subscriptions: 2,
             ..DaemonConfig::default()
         },
@@ -150,7 +151,7 @@ fn the_server_target_produces_and_pushes_through_a_real_daemon() {
     .expect("daemon");
     let target = ServerTarget::connect(&daemon.local_addr().to_string(), 3).expect("connect");
     let mut c = config(Workload::Push);
-    c.shards = 2;
+    c.shards = 3;
     c.records = Some(200);
     c.window = 1;
     let result = run(&target, &c).expect("push run");

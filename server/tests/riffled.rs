@@ -390,6 +390,42 @@ fn acknowledged_records_survive_kill_9_of_the_daemon() {
     assert!(!acked.is_empty());
 }
 
+/// A GetRecords reply that carries more stored batches than one `writev` takes (1,024):
+/// each acknowledged put of a quiet shard is a batch of its own, and one reply returns
+/// 1,100 of them, zero copy, in several vectored writes.
+#[test]
+fn a_reply_of_more_batches_than_one_writev_takes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Riffled::start(dir.path());
+    let mut c = server.client();
+    c.call(&Request::CreateStream { stream: "b".into(), shard_count: Some(1), on_demand: false })
+        .expect("create");
+    for i in 0..1100u32 {
+        put(&mut c, "b", "k", &i.to_be_bytes());
+    }
+    let Response::ShardIterator(it) = c
+        .call(&Request::GetShardIterator {
+            stream: "b".into(),
+            shard_id: "shardId-000000000000".into(),
+            iterator_type: 0,
+            starting_sequence_number: None,
+            timestamp_ms: None,
+        })
+        .expect("iterator")
+    else {
+        panic!("no iterator")
+    };
+    let Response::Records(page) = c
+        .call(&Request::GetRecords { shard_iterator: it, limit: Some(10_000) })
+        .expect("a reply of 1,100 batches")
+    else {
+        panic!("no records")
+    };
+    let batches = split_batches(&page.batches).count();
+    assert!(batches > 1024, "only {batches} batches: the test needs more than one writev takes");
+    assert_eq!(page.to_position - page.from_position, 1100);
+}
+
 /// The `riffle` CLI against the daemon: aws-kinesis-shaped commands and JSON, `put` from
 /// stdin, `tail` across a split (parents before children).
 #[test]

@@ -41,7 +41,11 @@ impl Conn for UringConn {
 
     async fn write_all_vectored(&self, mut bufs: Vec<Bytes>) -> std::io::Result<()> {
         while !bufs.is_empty() {
-            let (written, returned) = self.0.writev(bufs).await;
+            // The kernel refuses a writev of more than 1024 buffers (EINVAL), and
+            // tokio-uring passes them all: one reply may carry thousands of batches.
+            let rest = bufs.split_off(bufs.len().min(WRITE_BUFS_MAX));
+            let (written, mut returned) = self.0.writev(bufs).await;
+            returned.extend(rest);
             bufs = returned;
             consume(&mut bufs, written?)?;
         }

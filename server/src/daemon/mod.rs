@@ -342,6 +342,9 @@ pub async fn serve<C: Conn>(
                 };
                 in_flight.set(in_flight.get().saturating_sub(replies));
                 if !ok {
+                    // The peer cannot be answered any more: close, so that the reader
+                    // stops taking requests whose replies would never go out.
+                    conn.close();
                     break;
                 }
             }
