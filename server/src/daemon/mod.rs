@@ -276,6 +276,23 @@ async fn counted(live: Rc<Cell<usize>>, connection: impl std::future::Future<Out
     live.set(live.get() - 1);
 }
 
+/// The writer's queue: replies in the order they are sent, each marked if it answers a
+/// request counted in flight (a push event or a refused subscription answers none).
+#[derive(Clone)]
+pub(super) struct Replies(mpsc::UnboundedSender<(Reply, bool)>);
+
+impl Replies {
+    /// Queues a reply that answers no request counted in flight.
+    pub(super) fn send(&self, reply: Reply) -> Result<(), Reply> {
+        self.0.send((reply, false)).map_err(|e| e.0 .0)
+    }
+
+    /// Queues the answer to a request counted in flight.
+    fn answer(&self, reply: Reply) -> Result<(), Reply> {
+        self.0.send((reply, true)).map_err(|e| e.0 .0)
+    }
+}
+
 /// Serves one connection to its end.
 pub async fn serve<C: Conn>(
     conn: Rc<C>,
@@ -311,7 +328,8 @@ pub async fn serve<C: Conn>(
     // tiny frames.)
 
     // Writer: replies in the order they complete.
-    let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Reply, bool)>();
+    let tx = Replies(tx);
     let in_flight = Rc::new(Cell::new(0usize));
     let writer = {
         let (conn, in_flight) = (Rc::clone(&conn), Rc::clone(&in_flight));
@@ -324,9 +342,9 @@ pub async fn serve<C: Conn>(
                 let mut bytes = 0;
                 let mut replies = 0;
                 let mut next = Some(reply);
-                while let Some(reply) = next.take() {
+                while let Some((reply, answers)) = next.take() {
                     bytes += reply.len();
-                    replies += 1;
+                    replies += usize::from(answers);
                     bufs.push(Bytes::from(reply.head));
                     bufs.extend(reply.batches.into_iter().filter(|b| !b.is_empty()));
                     if bufs.len() < WRITE_BUFS_MAX && bytes < WRITE_BYTES_MAX {
@@ -422,7 +440,7 @@ pub async fn serve<C: Conn>(
                     }
                     in_flight.set(in_flight.get() + 1);
                     if in_flight.get() > usize::from(config.max_in_flight) {
-                        let _ = tx.send(Reply::error(
+                        let _ = tx.answer(Reply::error(
                             frame.request_id,
                             frame.opcode,
                             "LimitExceededException",
@@ -444,9 +462,15 @@ pub async fn serve<C: Conn>(
                         } else {
                             service.call(frame.request_id, request).await
                         };
-                        if let Some(reply) = reply {
-                            let _ = tx.send(reply);
-                        }
+                        // Credit, the one request without a reply, never gets here.
+                        let _ = tx.answer(reply.unwrap_or_else(|| {
+                            Reply::error(
+                                frame.request_id,
+                                frame.opcode,
+                                "InternalFailure",
+                                "no reply",
+                            )
+                        }));
                     });
                 }
                 Ok(None) => break,

@@ -4,9 +4,9 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use super::DaemonConfig;
+use super::{DaemonConfig, Replies};
 use crate::protocol::{self, Request};
 use crate::service::{Reply, Service};
 
@@ -27,7 +27,7 @@ pub(super) async fn subscribe(
     id: u64,
     request: Request,
     sub: &Subscription,
-    tx: &mpsc::UnboundedSender<Reply>,
+    tx: &Replies,
     config: &DaemonConfig,
     mut stop: watch::Receiver<bool>,
 ) {
