@@ -35,16 +35,13 @@ use std::task::Poll;
 
 use super::{
     acknowledge, begin_cycle, end_cycle, finish, spawn_thread, stop_here, sync_due, sync_interval,
-    unsynced_done, unsynced_ops, Carry, CycleWork, Runner, Shared,
+    unsynced_done, unsynced_ops, Carry, CycleWork, Runner, Shared, SWEEP_EVERY,
 };
 use crate::error::Error;
 use crate::handoff::Taken;
 use crate::io::std_file::StdIo;
 use crate::io::uring::RingFiles;
 use crate::io::{self, CommitIo, CycleOp};
-
-/// Longest an idle driver keeps the ring-side handle of a file deleted elsewhere.
-const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs a commit group's cycles as a task ([`CommitDriver::run`]). Made by
 /// [`CommitGroup::driver`](super::CommitGroup::driver).
@@ -438,18 +435,7 @@ mod tests {
         log.append_wait(&[rec(b"x")]).expect("acked");
         drop(log);
         std::fs::remove_dir_all(&logs).expect("delete the log");
-        let open_deleted = || {
-            std::fs::read_dir("/proc/self/fd")
-                .expect("fds")
-                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter(|target| target.starts_with(&logs))
-                .count()
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while open_deleted() > 0 {
-            assert!(std::time::Instant::now() < deadline, "deleted segments stay open");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        super::super::tests::wait_until_closed(&logs);
         drop(group);
         core.join().expect("core");
     }

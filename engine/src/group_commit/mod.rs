@@ -391,6 +391,9 @@ fn spawn_thread(
     Ok((thread, name))
 }
 
+/// Longest an idle committer keeps its backend's handle of a file deleted elsewhere.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// The answers of one cycle: each log's waiters and their common result.
 type Acks = Vec<Answer>;
 
@@ -417,7 +420,9 @@ fn run(shared: &Shared, mut io: Box<dyn CommitIo>, mut carry: Carry, acks: &Send
     let durability = shared.durability;
     let interval = sync_interval(durability);
     loop {
-        let (logs, stopping, yielding) = match shared.queue.take(interval) {
+        let sweep = io.holds_files().then_some(SWEEP_EVERY);
+        let wait = interval.into_iter().chain(sweep).min();
+        let (logs, stopping, yielding) = match shared.queue.take(wait) {
             Taken::Items(items) => (items, false, false),
             Taken::Shutdown(items) => (items, true, false),
             Taken::Yield(items) => (items, false, true),
@@ -427,6 +432,7 @@ fn run(shared: &Shared, mut io: Box<dyn CommitIo>, mut carry: Carry, acks: &Send
             // The acker outlives this loop; a send can only fail if it panicked.
             let _ = acks.send(answers);
         }
+        io.sweep();
         if stopping {
             finish(&mut *io, &mut carry);
             return;
@@ -691,5 +697,53 @@ mod tests {
             log.append_wait(&[rec(b"again")]).expect("appends work after reopen"),
             log.end_position() - 1
         );
+    }
+
+    /// How many of this process's descriptors point below `dir`.
+    pub(super) fn fds_under(dir: &std::path::Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .expect("fds")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir))
+            .count()
+    }
+
+    /// Waits (up to 30 s) until no descriptor of this process points below `dir`.
+    pub(super) fn wait_until_closed(dir: &std::path::Path) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while fds_under(dir) > 0 {
+            assert!(Instant::now() < deadline, "deleted files under {dir:?} stay open");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The io_uring backend keeps `dup`s of the segments it syncs (without a journal). An
+    /// idle committing thread closes those of deleted logs, so that their space is freed.
+    #[test]
+    fn an_idle_commit_thread_closes_its_ring_handles_of_deleted_files() {
+        let group = match CommitGroup::start(CommitConfig {
+            io_backend: IoBackend::Uring,
+            ..CommitConfig::default()
+        }) {
+            Ok(g) => g,
+            Err(e) => return eprintln!("io_uring unavailable here ({e}); test skipped"),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let log_a = ShardLog::open(&a, LogConfig::default(), &group).expect("open a");
+        let log_b = ShardLog::open(&b, LogConfig::default(), &group).expect("open b");
+        // Both logs in one cycle: the backend runs a single op through std calls.
+        group.queue().hold();
+        let tickets =
+            [log_a.append(&[rec(b"a")]).expect("a"), log_b.append(&[rec(b"b")]).expect("b")];
+        group.queue().release();
+        tickets.into_iter().for_each(|t| {
+            t.wait().expect("acknowledged");
+        });
+        assert!(fds_under(dir.path()) > 2, "the ring holds handles of its own");
+        drop((log_a, log_b));
+        std::fs::remove_dir_all(&a).expect("delete a");
+        std::fs::remove_dir_all(&b).expect("delete b");
+        wait_until_closed(dir.path());
     }
 }

@@ -289,6 +289,16 @@ pub(crate) trait CommitIo {
     /// Forgets any cached state for a file that will not be written again.
     fn forget(&mut self, file_uid: u64);
 
+    /// Whether the backend holds handles of its own to files (see [`CommitIo::sweep`]).
+    fn holds_files(&self) -> bool {
+        false
+    }
+
+    /// Closes the backend's handles of files that no longer exist anywhere else (deleted
+    /// by retention, or with their stream), so that their space is freed. Called after
+    /// every turn of the committer, and at least every second while it holds files.
+    fn sweep(&mut self) {}
+
     /// A short name for logs and benchmark reports.
     fn name(&self) -> &'static str;
 }

@@ -113,9 +113,6 @@ impl CommitIo for UringIo {
         if ops.len() < 2 || ops.iter().any(|op| op.file.is_simulated()) {
             return StdIo.run(ops);
         }
-        for uid in self.files.dead() {
-            self.forget(uid);
-        }
         let mut tasks = Vec::with_capacity(ops.len());
         for op in ops.iter_mut() {
             match self.files.handle(&op.file) {
@@ -183,6 +180,16 @@ impl CommitIo for UringIo {
 
     fn name(&self) -> &'static str {
         "io_uring"
+    }
+
+    fn holds_files(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    fn sweep(&mut self) {
+        for uid in self.files.dead() {
+            self.forget(uid);
+        }
     }
 }
 
