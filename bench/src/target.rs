@@ -525,23 +525,23 @@ impl Target for ServerTarget {
         // application would, no more subscriptions on one than riffled allows (on the
         // shared pool, 8 consumers of 16 shards met that limit on one connection).
         // The server says in its hello how many it takes per connection.
-        let mut client: Option<riffle_server::client::AsyncClient> = None;
-        let mut on_client = 0;
+        let mut open: Option<(riffle_server::client::AsyncClient, usize)> = None;
         for (i, shard) in shards.iter().enumerate() {
-            let full = client
-                .as_ref()
-                .is_none_or(|c| on_client >= usize::from(c.server_hello().max_subscriptions));
-            if full {
-                let endpoint = self.endpoint.clone();
-                client = Some(
-                    self.runtime
-                        .block_on(riffle_server::client::AsyncClient::connect(&endpoint))
-                        .map_err(|e| format!("connecting to {endpoint}: {e}"))?,
-                );
-                on_client = 0;
-            }
-            on_client += 1;
-            let Some(client) = client.clone() else { unreachable!("connected above") };
+            let client = match open.as_mut() {
+                Some((c, used)) if *used < usize::from(c.server_hello().max_subscriptions) => {
+                    *used += 1;
+                    c.clone()
+                }
+                _ => {
+                    let endpoint = &self.endpoint;
+                    let c = self
+                        .runtime
+                        .block_on(riffle_server::client::AsyncClient::connect(endpoint))
+                        .map_err(|e| format!("connecting to {endpoint}: {e}"))?;
+                    open = Some((c.clone(), 1));
+                    c
+                }
+            };
             let request = Request::SubscribeToShard {
                 stream: stream.into(),
                 consumer_name: name.into(),

@@ -161,14 +161,7 @@ impl Drop for CommitDriver {
             // run again, here, every op that has not failed. Writing the same bytes at the
             // same offsets again changes nothing, and only a sync that completed
             // acknowledges; an op that failed keeps its error (its log is poisoned).
-            for op in work.ops.iter_mut().filter(|op| op.result.is_ok()) {
-                if !op.range.is_empty() {
-                    op.result = op.file.write_all_at(&op.buf[op.range.clone()], op.file_offset);
-                }
-                if op.sync && op.result.is_ok() {
-                    op.result = op.file.sync_data();
-                }
-            }
+            io.run(&mut work.ops);
             acknowledge(end_cycle(&mut io, durability, work, &mut carry));
         }
         let shared = &self.shared;
@@ -231,17 +224,12 @@ impl CommitIo for Forgets {
 /// A cycle's I/O: every write in place (into the page cache: a copy, a few microseconds),
 /// then the syncs, through the ring if `ring`, all in flight together.
 async fn run_ops(ops: &mut [CycleOp], files: &mut RingFiles, ring: bool) {
-    for op in ops.iter_mut() {
-        if !op.range.is_empty() {
-            op.result = op.file.write_all_at(&op.buf[op.range.clone()], op.file_offset);
-        }
-    }
     // A simulated disk's model sees only the std calls.
     if !ring || ops.iter().any(|op| op.file.is_simulated()) {
-        for op in ops.iter_mut().filter(|op| op.sync && op.result.is_ok()) {
-            op.result = op.file.sync_data();
-        }
-        return;
+        return StdIo.run(ops);
+    }
+    for op in ops.iter_mut().filter(|op| !op.range.is_empty()) {
+        op.result = op.file.write_all_at(&op.buf[op.range.clone()], op.file_offset);
     }
     let mut syncs = Vec::new();
     for (i, op) in ops.iter_mut().enumerate().filter(|(_, op)| op.sync && op.result.is_ok()) {

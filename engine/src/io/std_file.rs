@@ -8,8 +8,9 @@ pub(crate) struct StdIo;
 impl CommitIo for StdIo {
     fn run(&mut self, ops: &mut [CycleOp]) {
         // Write everything first, then sync: the kernel can start writeback of later files
-        // while the first sync waits.
-        for op in ops.iter_mut() {
+        // while the first sync waits. An op that already failed keeps its error (a commit
+        // driver reruns a cycle cut short this way).
+        for op in ops.iter_mut().filter(|op| op.result.is_ok()) {
             if !op.range.is_empty() {
                 op.result = op.file.write_all_at(&op.buf[op.range.clone()], op.file_offset);
             }
