@@ -522,8 +522,13 @@ struct Recorder {
     end: Duration,
     counts: Counts,
     hist: Latencies,
-    local: Latencies,
-    flushed: Instant,
+    /// Latencies not yet in the shared interval histogram. Raw values, not a histogram: a
+    /// histogram's merge walks, and its reset clears, all of its 30,000-odd buckets, and at
+    /// ten merges a second per producer that was 8.6 % of the harness's CPU time under
+    /// single-record puts from 50 producers (`perf record`).
+    local: Vec<Duration>,
+    /// When `local` was last flushed (offset from the start).
+    flushed: Duration,
 }
 
 impl Recorder {
@@ -534,8 +539,8 @@ impl Recorder {
             end: config.warmup + config.duration,
             counts: Counts::default(),
             hist: Latencies::default(),
-            local: Latencies::default(),
-            flushed: Instant::now(),
+            local: Vec::new(),
+            flushed: Duration::ZERO,
         }
     }
 
@@ -548,26 +553,28 @@ impl Recorder {
         if measured {
             let l = latency(self.open_loop, request.intended, request.at, done);
             self.hist.record(l);
-            self.local.record(l);
+            self.local.push(l);
             self.counts.records += outcome.ok;
             self.counts.bytes += if outcome.ok == request.records { request.bytes } else { 0 };
             self.counts.throttled += outcome.throttled;
             self.counts.errors += outcome.failed;
         }
-        if self.flushed.elapsed() > Duration::from_millis(100) {
-            self.flush();
+        if done.saturating_sub(self.flushed) > Duration::from_millis(100) {
+            self.flush(done);
         }
     }
 
-    fn flush(&mut self) {
-        self.shared.interval.lock().unwrap_or_else(|e| e.into_inner()).merge(&self.local);
-        self.local.reset();
-        self.flushed = Instant::now();
+    fn flush(&mut self, now: Duration) {
+        if !self.local.is_empty() {
+            let mut interval = self.shared.interval.lock().unwrap_or_else(|e| e.into_inner());
+            self.local.drain(..).for_each(|l| interval.record(l));
+        }
+        self.flushed = now;
     }
 
     /// The producer's counters and histogram.
     fn finish(mut self) -> (Counts, Latencies) {
-        self.flush();
+        self.flush(self.shared.now());
         (self.counts, self.hist)
     }
 }
