@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use riffle_bench::keys::KeyDistribution;
-use riffle_bench::report;
 use riffle_bench::run::{self, RecordSize, RunConfig, RunResult, Workload};
 use riffle_bench::target::{EngineTarget, EngineTargetConfig, Target};
+use riffle_bench::{floor, report};
 use riffle_engine::{Durability, IoBackend};
 
 #[derive(Parser)]
@@ -29,6 +29,10 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// The machine's own latency floor at a rate: loopback round trips bare, then with a
+    /// write + fdatasync before the answer and a forward to a subscriber (nothing of
+    /// Riffle), to quote Riffle's latencies against. Prints a table; writes <out>.json.
+    Floor(FloorArgs),
     /// Two result files side by side, with ratios.
     Compare {
         /// Baseline result (JSON).
@@ -117,6 +121,54 @@ struct RunArgs {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct FloorArgs {
+    /// Messages per second, in each phase.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Measured seconds of each phase.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Warm-up seconds before each phase.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Message bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Directory for the durable phase's 4 MiB file: put it on the file system Riffle's
+    /// data directory is on.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Output file: <out>.json.
+    #[arg(long, default_value = "bench-results/floor")]
+    out: PathBuf,
+}
+
+impl FloorArgs {
+    fn run(&self) -> Result<(), String> {
+        let seconds = |name: &str, s: f64| {
+            Duration::try_from_secs_f64(s).map_err(|_| format!("--{name}: {s} is not a duration"))
+        };
+        let config = floor::FloorConfig {
+            rate: self.rate,
+            duration: seconds("duration", self.duration)?,
+            warmup: seconds("warmup", self.warmup)?,
+            size: self.size,
+            dir: self.dir.clone(),
+        };
+        let result = floor::measure(&config)?;
+        print!("{}", floor::table(&result));
+        let json = self.out.with_extension("json");
+        if let Some(dir) = json.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let text = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
+        std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
+        println!("wrote {}", json.display());
+        Ok(())
+    }
 }
 
 impl RunArgs {
@@ -228,6 +280,7 @@ fn main() {
             println!("wrote {}", page.display());
             Ok(())
         }),
+        Command::Floor(args) => args.run(),
         Command::Compare { a, b } => {
             let load = |p: &PathBuf| -> Result<RunResult, String> {
                 let text =

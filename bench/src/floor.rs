@@ -1,0 +1,322 @@
+//! The machine's floor under the latencies `riffle-bench run` reports: the same round trips
+//! with nothing of Riffle in them, on the same machine, at the same rate.
+//!
+//! A put to `riffled` is a loopback TCP round trip, and a durable one waits for an
+//! `fdatasync` as well; put → push adds a hop to a subscriber's socket. Each of these
+//! wakes a sleeping thread, and on a shared virtual machine a wake-up alone can take
+//! milliseconds at p99. `riffle-bench floor` measures those pieces bare, so that a Riffle
+//! figure can be quoted as a ratio against a floor measured in the same hour:
+//!
+//! - **timer wake-up**: how late the sender wakes for each scheduled send (a 1/rate sleep);
+//! - **loopback round trip**: a `size`-byte message to an echo thread, and a 16-byte
+//!   answer back;
+//! - **durable round trip**: the same, with the echo thread writing the message into a
+//!   preallocated file and calling `fdatasync` before it answers: a durable put
+//!   acknowledged alone, with no batching and no engine;
+//! - **durable delivery**: from the send to a second connection (a subscriber) receiving
+//!   the message, which the echo thread forwards after the sync: the put → push floor.
+//!
+//! Blocking std I/O, one message in flight, threads that sleep in the kernel between
+//! messages, as Riffle's do at low rates.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{Latencies, Summary};
+
+/// Bytes of the file the durable phase overwrites (zero-filled first, so that its syncs
+/// commit data only, as a preallocated journal's do).
+const FILE_BYTES: u64 = 4 << 20;
+/// Largest message.
+pub const MAX_SIZE: usize = 1 << 20;
+const ACK_BYTES: usize = 16;
+const STAMP_BYTES: usize = 8;
+
+/// What [`measure`] runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloorConfig {
+    /// Messages per second, in each of the two phases.
+    pub rate: f64,
+    /// Measured time of each phase.
+    pub duration: Duration,
+    /// Unmeasured time before each phase.
+    pub warmup: Duration,
+    /// Message bytes (at least 8, at most [`MAX_SIZE`]).
+    pub size: usize,
+    /// Directory of the durable phase's file (use the file system under test).
+    pub dir: PathBuf,
+}
+
+/// The floor's distributions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloorResult {
+    /// What was run.
+    pub config: FloorConfig,
+    /// Lateness of the sender's scheduled wake-ups, both phases.
+    pub timer_wakeup: Summary,
+    /// Message out and 16 bytes back over loopback TCP.
+    pub round_trip: Summary,
+    /// The same with a write and an `fdatasync` before the answer.
+    pub durable_round_trip: Summary,
+    /// From the send to the subscriber's receipt of the message, forwarded after the sync.
+    pub durable_delivery: Summary,
+}
+
+/// Runs the plain phase, then the durable one.
+pub fn measure(config: &FloorConfig) -> Result<FloorResult, String> {
+    if !(config.rate.is_finite() && config.rate > 0.0) {
+        return Err(format!("rate must be a positive number, not {}", config.rate));
+    }
+    if !(STAMP_BYTES..=MAX_SIZE).contains(&config.size) {
+        return Err(format!("size must be {STAMP_BYTES}..={MAX_SIZE} bytes, not {}", config.size));
+    }
+    let path = config.dir.join(format!("riffle-bench-floor-{}.tmp", std::process::id()));
+    let file = prepare_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let outcome = run_phases(config, &file);
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    outcome
+}
+
+fn run_phases(config: &FloorConfig, file: &File) -> Result<FloorResult, String> {
+    let mut wake = Latencies::default();
+    let plain = phase(config, None, &mut wake).map_err(|e| format!("loopback phase: {e}"))?;
+    let durable =
+        phase(config, Some(file), &mut wake).map_err(|e| format!("durable phase: {e}"))?;
+    Ok(FloorResult {
+        config: config.clone(),
+        timer_wakeup: wake.summary(),
+        round_trip: plain.round_trip.summary(),
+        durable_round_trip: durable.round_trip.summary(),
+        durable_delivery: durable.delivery.summary(),
+    })
+}
+
+fn prepare_file(path: &Path) -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < FILE_BYTES {
+        file.write_all_at(&zeros, at)?;
+        at += zeros.len() as u64;
+    }
+    file.sync_all()?;
+    Ok(file)
+}
+
+struct Phase {
+    round_trip: Latencies,
+    delivery: Latencies,
+}
+
+/// One phase: an echo thread (syncing into `file` and forwarding to a subscriber if
+/// given) and the sender on this thread.
+fn phase(
+    config: &FloorConfig,
+    file: Option<&File>,
+    wake: &mut Latencies,
+) -> std::io::Result<Phase> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    // Both connect before the echo thread starts (the kernel completes a connection before
+    // it is accepted), so that a failed connect leaves no thread waiting in `accept`; it
+    // accepts them in the same order.
+    let mut producer = TcpStream::connect(addr)?;
+    producer.set_nodelay(true)?;
+    let subscriber = match file {
+        Some(_) => Some(TcpStream::connect(addr)?),
+        None => None,
+    };
+    let epoch = Instant::now();
+    std::thread::scope(|s| {
+        let echo = s.spawn(|| -> std::io::Result<()> {
+            let (mut producer, _) = listener.accept()?;
+            producer.set_nodelay(true)?;
+            let mut subscriber = match file {
+                Some(_) => Some(listener.accept()?.0),
+                None => None,
+            };
+            if let Some(sub) = &subscriber {
+                sub.set_nodelay(true)?;
+            }
+            let mut msg = vec![0u8; config.size];
+            let mut offset = 0u64;
+            while read_or_end(&mut producer, &mut msg)? {
+                if let Some(file) = file {
+                    if offset + msg.len() as u64 > FILE_BYTES {
+                        offset = 0;
+                    }
+                    file.write_all_at(&msg, offset)?;
+                    file.sync_data()?;
+                    offset += msg.len() as u64;
+                }
+                producer.write_all(&[0u8; ACK_BYTES])?;
+                if let Some(sub) = subscriber.as_mut() {
+                    sub.write_all(&msg)?;
+                }
+            }
+            Ok(())
+        });
+        let size = config.size;
+        let delivered = subscriber.map(|mut sub| {
+            s.spawn(move || -> std::io::Result<Vec<(u64, Instant)>> {
+                let mut msg = vec![0u8; size];
+                let mut seen = Vec::new();
+                while read_or_end(&mut sub, &mut msg)? {
+                    let stamp = u64::from_le_bytes(msg[..STAMP_BYTES].try_into().expect("8"));
+                    seen.push((stamp, Instant::now()));
+                }
+                Ok(seen)
+            })
+        });
+        let sent = send_all(config, &mut producer, epoch, wake);
+        // Closing the producer ends the echo thread, which closes the subscriber.
+        drop(producer);
+        let echoed = echo.join().expect("echo thread");
+        let seen = match delivered {
+            Some(h) => h.join().expect("subscriber thread")?,
+            None => Vec::new(),
+        };
+        let round_trip = sent?;
+        echoed?;
+        let mut delivery = Latencies::default();
+        let measure_from = config.warmup.as_nanos() as u64;
+        for (stamp, at) in seen.into_iter().filter(|(stamp, _)| *stamp >= measure_from) {
+            delivery.record(at.duration_since(epoch).saturating_sub(Duration::from_nanos(stamp)));
+        }
+        Ok(Phase { round_trip, delivery })
+    })
+}
+
+/// Sends a message at each slot of the schedule and waits for its answer; returns the
+/// round trips of the messages sent after the warm-up. A send's wake-up lateness is
+/// recorded when it slept for its slot.
+fn send_all(
+    config: &FloorConfig,
+    producer: &mut TcpStream,
+    epoch: Instant,
+    wake: &mut Latencies,
+) -> std::io::Result<Latencies> {
+    let mut msg = vec![0xA5u8; config.size];
+    let mut ack = [0u8; ACK_BYTES];
+    let mut round_trip = Latencies::default();
+    let end = config.warmup + config.duration;
+    let period = Duration::from_secs_f64(1.0 / config.rate);
+    let mut slot = Duration::ZERO;
+    while slot < end {
+        let now = epoch.elapsed();
+        let slept = slot.checked_sub(now).map(std::thread::sleep).is_some();
+        let sent = epoch.elapsed();
+        let measured = sent >= config.warmup;
+        if measured && slept {
+            wake.record(sent.saturating_sub(slot));
+        }
+        msg[..STAMP_BYTES].copy_from_slice(&(sent.as_nanos() as u64).to_le_bytes());
+        producer.write_all(&msg)?;
+        producer.read_exact(&mut ack)?;
+        if measured {
+            round_trip.record(epoch.elapsed().saturating_sub(sent));
+        }
+        // A late answer makes the next send late rather than bunching sends up.
+        slot = (slot + period).max(epoch.elapsed());
+    }
+    Ok(round_trip)
+}
+
+/// Reads a whole message; false at a clean end of stream before its first byte.
+fn read_or_end(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match stream.read(&mut buf[got..])? {
+            0 if got == 0 => return Ok(false),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    Ok(true)
+}
+
+/// The result as a table, in `riffle-bench run`'s layout.
+pub fn table(r: &FloorResult) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let c = &r.config;
+    let _ = writeln!(
+        out,
+        "floor: {} B messages at {} /s, {:.1} s per phase after {:.1} s of warm-up, file in {}",
+        c.size,
+        c.rate,
+        c.duration.as_secs_f64(),
+        c.warmup.as_secs_f64(),
+        c.dir.display()
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<22} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
+    );
+    for (name, s) in [
+        ("timer wake-up", &r.timer_wakeup),
+        ("loopback round trip", &r.round_trip),
+        ("durable round trip", &r.durable_round_trip),
+        ("durable delivery", &r.durable_delivery),
+    ] {
+        let _ = writeln!(
+            out,
+            "{name:<22} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            s.count, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.p9999_ms, s.max_ms, s.mean_ms
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_durable_message_is_answered_and_delivered_and_the_file_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = FloorConfig {
+            rate: 400.0,
+            duration: Duration::from_millis(300),
+            warmup: Duration::from_millis(50),
+            size: 1024,
+            dir: dir.path().to_path_buf(),
+        };
+        let r = measure(&config).expect("floor");
+        assert!(r.round_trip.count > 0, "{r:?}");
+        assert!(r.durable_round_trip.count > 0, "{r:?}");
+        // The subscriber sees every message answered after the warm-up, no more, no less.
+        assert_eq!(r.durable_delivery.count, r.durable_round_trip.count, "{r:?}");
+        assert!(r.timer_wakeup.count <= r.round_trip.count + r.durable_round_trip.count);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "file left behind");
+    }
+
+    #[test]
+    fn bad_sizes_and_rates_are_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = FloorConfig {
+            rate: 100.0,
+            duration: Duration::from_millis(10),
+            warmup: Duration::ZERO,
+            size: 1024,
+            dir: dir.path().to_path_buf(),
+        };
+        for bad in [
+            FloorConfig { size: 4, ..base.clone() },
+            FloorConfig { size: MAX_SIZE + 1, ..base.clone() },
+            FloorConfig { rate: 0.0, ..base.clone() },
+            FloorConfig { rate: f64::NAN, ..base.clone() },
+        ] {
+            assert!(measure(&bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+}
