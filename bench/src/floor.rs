@@ -9,7 +9,8 @@
 //!
 //! - **timer wake-up**: how late the sender wakes for each scheduled send (a 1/rate sleep);
 //! - **loopback round trip**: a `size`-byte message to an echo thread, and a 16-byte
-//!   answer back;
+//!   answer back, timed from the intended send as `riffle-bench run --rate` times a put
+//!   (so it includes the wake-up's lateness, as a put's latency does);
 //! - **durable round trip**: the same, with the echo thread writing the message into a
 //!   preallocated file and calling `fdatasync` before it answers: a durable put
 //!   acknowledged alone, with no batching and no engine;
@@ -60,7 +61,7 @@ pub struct FloorResult {
     pub config: FloorConfig,
     /// Lateness of the sender's scheduled wake-ups, both phases.
     pub timer_wakeup: Summary,
-    /// Message out and 16 bytes back over loopback TCP.
+    /// Message out and 16 bytes back over loopback TCP, from the intended send.
     pub round_trip: Summary,
     /// The same with a write and an `fdatasync` before the answer.
     pub durable_round_trip: Summary,
@@ -186,6 +187,7 @@ fn phase(
         let round_trip = sent?;
         echoed?;
         let mut delivery = Latencies::default();
+        // The stamp is the message's slot.
         let measure_from = config.warmup.as_nanos() as u64;
         for (stamp, at) in seen.into_iter().filter(|(stamp, _)| *stamp >= measure_from) {
             delivery.record(at.duration_since(epoch).saturating_sub(Duration::from_nanos(stamp)));
@@ -195,8 +197,9 @@ fn phase(
 }
 
 /// Sends a message at each slot of the schedule and waits for its answer; returns the
-/// round trips of the messages sent after the warm-up. A send's wake-up lateness is
-/// recorded when it slept for its slot.
+/// round trips of the messages sent after the warm-up, from their slots (the intended
+/// send, as `riffle-bench run --rate` measures). A send's wake-up lateness is recorded
+/// when it slept for its slot.
 fn send_all(
     config: &FloorConfig,
     producer: &mut TcpStream,
@@ -213,17 +216,20 @@ fn send_all(
         let now = epoch.elapsed();
         let slept = slot.checked_sub(now).map(std::thread::sleep).is_some();
         let sent = epoch.elapsed();
-        let measured = sent >= config.warmup;
+        let measured = slot >= config.warmup;
         if measured && slept {
             wake.record(sent.saturating_sub(slot));
         }
-        msg[..STAMP_BYTES].copy_from_slice(&(sent.as_nanos() as u64).to_le_bytes());
+        msg[..STAMP_BYTES].copy_from_slice(&(slot.as_nanos() as u64).to_le_bytes());
         producer.write_all(&msg)?;
         producer.read_exact(&mut ack)?;
         if measured {
-            round_trip.record(epoch.elapsed().saturating_sub(sent));
+            round_trip.record(epoch.elapsed().saturating_sub(slot));
         }
-        // A late answer makes the next send late rather than bunching sends up.
+        // After a late answer the next send is due at once, not queued behind it: with one
+        // message in flight, queueing would charge one stall to every message after it,
+        // where `run`'s pipelined producers absorb it. A floor should not be above what it
+        // is a floor of.
         slot = (slot + period).max(epoch.elapsed());
     }
     Ok(round_trip)
