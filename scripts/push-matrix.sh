@@ -8,7 +8,9 @@
 #
 #   bash scripts/push-matrix.sh [ROUNDS=1] [SECONDS_PER_RUN=5]
 #
-# Bounded: 12 runs of SECONDS_PER_RUN + 1 s warm-up per round. Servers bind to 127.0.0.1.
+# Then the 1,000 records/s row alone, each round followed by `riffle-bench floor` (see
+# bench/README.md). Bounded: 15 runs of SECONDS_PER_RUN + 1 s warm-up per round (the floor
+# counts two). Servers bind to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-1}
@@ -71,4 +73,27 @@ for round in $(seq 1 "$ROUNDS"); do
             stop_riffled
         done
     done
+done
+
+# The 1,000 records/s target (1 shard, 1 consumer, 4 producers x window 8), each run
+# followed by `riffle-bench floor` at the same rate in the same directory: the machine's
+# own durable round trip and put -> push path with nothing of Riffle in it, so that the
+# p99 can be read against what the disk and the scheduler did in the same minute.
+echo
+printf '%5s %22s %9s %9s %9s %28s %9s %9s\n' round "put->push at 1000/s:" p50_ms p99_ms \
+    p99.9_ms "floor durable delivery:" p50_ms p99_ms
+for round in $(seq 1 "$ROUNDS"); do
+    start_riffled
+    "$BIN/riffle-bench" run --target server --endpoint "$ADDR" --workload push --rate 1000 \
+        --producers 4 --window 8 --shards 1 --consumers 1 --duration "$SECS" --warmup 1 \
+        --quiet --out "$WORK/k" >/dev/null
+    stop_riffled
+    "$BIN/riffle-bench" floor --rate 1000 --duration "$SECS" --warmup 1 --dir "$WORK" \
+        --out "$WORK/floor" >/dev/null
+    printf '%5s %22s %9s %9s %9s %28s %9s %9s\n' "$round" "" \
+        "$(field "$WORK/k.json" 'round(d["e2e_latency"]["p50_ms"], 2)')" \
+        "$(field "$WORK/k.json" 'round(d["e2e_latency"]["p99_ms"], 2)')" \
+        "$(field "$WORK/k.json" 'round(d["e2e_latency"]["p999_ms"], 2)')" "" \
+        "$(field "$WORK/floor.json" 'round(d["durable_delivery"]["p50_ms"], 2)')" \
+        "$(field "$WORK/floor.json" 'round(d["durable_delivery"]["p99_ms"], 2)')"
 done

@@ -211,22 +211,13 @@ fn run_core(
                 tokio_uring::spawn(driver.run());
             }
             let listener = tokio_uring::net::TcpListener::from_std(socket);
-            let live = Rc::new(Cell::new(0usize));
-            let mut stop = watcher.clone();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            let conn = Rc::new(UringConn(stream));
-                            tokio_uring::spawn(counted(Rc::clone(&live), serve(conn, service.clone(), config.clone(), watcher.clone())));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "accept failed"),
-                    },
-                    _ = stop.changed() => break,
-                }
-            }
-            drain(&live).await;
+            let accept = || async {
+                let (stream, _) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok(UringConn(stream))
+            };
+            let spawn = |task| drop(tokio_uring::spawn(task));
+            accept_until_stopped(accept, spawn, service, config, watcher).await;
         });
     } else {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -236,25 +227,45 @@ fn run_core(
                 Ok(l) => l,
                 Err(e) => return tracing::error!(error = %e, "listener"),
             };
-            let live = Rc::new(Cell::new(0usize));
-            let mut stop = watcher.clone();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            let conn = Rc::new(TokioConn(stream));
-                            tokio::task::spawn_local(counted(Rc::clone(&live), serve(conn, service.clone(), config.clone(), watcher.clone())));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "accept failed"),
-                    },
-                    _ = stop.changed() => break,
-                }
-            }
-            drain(&live).await;
+            let accept = || async {
+                let (stream, _) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok(TokioConn(stream))
+            };
+            let spawn = |task| drop(tokio::task::spawn_local(task));
+            accept_until_stopped(accept, spawn, service, config, watcher).await;
         });
     }
     Ok(())
+}
+
+/// A connection's task, as the accept loop hands it to its runtime.
+type ConnTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// Accepts connections until shutdown, each served by a task of this thread (`spawn`), then
+/// drains them.
+async fn accept_until_stopped<C: Conn, A: std::future::Future<Output = std::io::Result<C>>>(
+    mut accept: impl FnMut() -> A,
+    spawn: impl Fn(ConnTask),
+    service: Service,
+    config: DaemonConfig,
+    watcher: watch::Receiver<bool>,
+) {
+    let live = Rc::new(Cell::new(0usize));
+    let mut stop = watcher.clone();
+    loop {
+        tokio::select! {
+            accepted = accept() => match accepted {
+                Ok(conn) => {
+                    let serving = serve(Rc::new(conn), service.clone(), config.clone(), watcher.clone());
+                    spawn(Box::pin(counted(Rc::clone(&live), serving)));
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drain(&live).await;
 }
 
 /// After shutdown: give connection tasks (on this thread) time to answer what is in flight.
