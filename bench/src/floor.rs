@@ -262,23 +262,13 @@ pub fn table(r: &FloorResult) -> String {
         c.warmup.as_secs_f64(),
         c.dir.display()
     );
-    let _ = writeln!(
-        out,
-        "\n{:<22} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
-    );
-    for (name, s) in [
+    out.push('\n');
+    out.push_str(&crate::report::latency_rows(&[
         ("timer wake-up", &r.timer_wakeup),
         ("loopback round trip", &r.round_trip),
         ("durable round trip", &r.durable_round_trip),
         ("durable delivery", &r.durable_delivery),
-    ] {
-        let _ = writeln!(
-            out,
-            "{name:<22} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-            s.count, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.p9999_ms, s.max_ms, s.mean_ms
-        );
-    }
+    ]));
     out
 }
 

@@ -58,29 +58,32 @@ pub fn table(r: &RunResult) -> String {
             cons.errors
         );
     }
-    let _ = writeln!(
-        out,
-        "\n{:<22} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
-    );
-    let mut row = |name: &str, s: &Summary| {
-        let _ = writeln!(
-            out,
-            "{name:<22} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-            s.count, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.p9999_ms, s.max_ms, s.mean_ms
-        );
-    };
     let put = if c.workload == crate::run::Workload::Consume {
         "put (filling)"
     } else {
         "put acknowledgement"
     };
-    row(put, &r.put_latency);
-    if let Some(e2e) = &r.e2e_latency {
-        row("put to delivery", e2e);
-    }
-    if let Some(read) = &r.read_latency {
-        row("GetRecords call", read);
+    let mut rows = vec![(put, &r.put_latency)];
+    rows.extend(r.e2e_latency.as_ref().map(|s| ("put to delivery", s)));
+    rows.extend(r.read_latency.as_ref().map(|s| ("GetRecords call", s)));
+    out.push('\n');
+    out.push_str(&latency_rows(&rows));
+    out
+}
+
+/// Latency summaries as the table's rows under a header: count, p50, p90, p99, p99.9,
+/// p99.99, max and mean, in ms.
+pub fn latency_rows(rows: &[(&str, &Summary)]) -> String {
+    let mut out = format!(
+        "{:<22} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
+    );
+    for (name, s) in rows {
+        let _ = writeln!(
+            out,
+            "{name:<22} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            s.count, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.p9999_ms, s.max_ms, s.mean_ms
+        );
     }
     out
 }
