@@ -608,15 +608,15 @@ fn consume_push(
     let end = config.warmup + config.duration;
     while !shared.stop.load(Ordering::Acquire) {
         let Some(event) = events.next() else { break };
-        let (shard, records) = match event {
-            Ok(page) => page,
+        let crate::target::PushEvent { shard, records, received } = match event {
+            Ok(event) => event,
             Err(e) => {
                 crate::target::note_error(|| format!("subscription: {e}"));
                 counts.errors += 1;
                 continue;
             }
         };
-        let now = shared.now();
+        let now = received.saturating_duration_since(shared.start);
         shared.delivered.fetch_add(records.len() as u64, Ordering::AcqRel);
         for r in &records {
             let Some(stamp) = payload::check(&r.data) else {

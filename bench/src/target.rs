@@ -59,11 +59,21 @@ pub struct ReadPage {
     pub throttled: bool,
 }
 
-/// Events of push subscriptions: pages of records, each with the index of its shard in the
-/// list given to [`Target::subscribe`].
+/// One event of a push subscription: a page of records.
+pub struct PushEvent {
+    /// Index of its shard in the list given to [`Target::subscribe`].
+    pub shard: usize,
+    /// The records, in order.
+    pub records: Vec<ReadRecord>,
+    /// When the subscription handed it to the consumer's code, which is where delivery
+    /// latency ends (not when the harness's checking thread gets to it, a thread hop later).
+    pub received: std::time::Instant,
+}
+
+/// Events of push subscriptions.
 pub trait EventStream: Send {
-    /// The next page (blocking), `None` when every subscription ended.
-    fn next(&mut self) -> Option<Result<(usize, Vec<ReadRecord>), String>>;
+    /// The next event (blocking), `None` when every subscription ended.
+    fn next(&mut self) -> Option<Result<PushEvent, String>>;
 }
 
 /// A future that stays on the thread that polls it.
@@ -316,14 +326,14 @@ impl ServerTarget {
     }
 }
 
-struct ServerEvents(std::sync::mpsc::Receiver<Result<(usize, Vec<ReadRecord>), String>>);
+struct ServerEvents(std::sync::mpsc::Receiver<Result<PushEvent, String>>);
 
 impl EventStream for ServerEvents {
-    fn next(&mut self) -> Option<Result<(usize, Vec<ReadRecord>), String>> {
-        self.0
-            .recv_timeout(std::time::Duration::from_millis(200))
-            .ok()
-            .or_else(|| Some(Ok((0, Vec::new()))))
+    fn next(&mut self) -> Option<Result<PushEvent, String>> {
+        self.0.recv_timeout(std::time::Duration::from_millis(200)).ok().or_else(|| {
+            let received = std::time::Instant::now();
+            Some(Ok(PushEvent { shard: 0, records: Vec::new(), received }))
+        })
     }
 }
 
@@ -568,11 +578,13 @@ impl Target for ServerTarget {
                         let _ = ready_tx.send(Ok(()));
                         first = false;
                     }
+                    let received = std::time::Instant::now();
                     let page = event.map_err(|e| e.to_string()).and_then(|records| {
                         riffle_server::client::decode_records(&records)
                             .map(|rs| rs.into_iter().map(|r| ReadRecord { data: r.data }).collect())
                     });
-                    if tx.send(page.map(|p| (i, p))).is_err() {
+                    let event = page.map(|records| PushEvent { shard: i, records, received });
+                    if tx.send(event).is_err() {
                         return;
                     }
                 }
