@@ -7,15 +7,17 @@
 //! milliseconds at p99. `riffle-bench floor` measures those pieces bare, so that a Riffle
 //! figure can be quoted as a ratio against a floor measured in the same hour:
 //!
-//! - **timer wake-up**: how late the sender wakes for each scheduled send (a 1/rate sleep);
+//! - **timer wake-up**: how late the sender wakes for a send it slept for (the rest of the
+//!   1/rate period after the previous answer; after a late answer it sends at once);
 //! - **loopback round trip**: a `size`-byte message to an echo thread, and a 16-byte
 //!   answer back, timed from the intended send as `riffle-bench run --rate` times a put
 //!   (so it includes the wake-up's lateness, as a put's latency does);
 //! - **durable round trip**: the same, with the echo thread writing the message into a
 //!   preallocated file and calling `fdatasync` before it answers: a durable put
 //!   acknowledged alone, with no batching and no engine;
-//! - **durable delivery**: from the send to a second connection (a subscriber) receiving
-//!   the message, which the echo thread forwards after the sync: the put → push floor.
+//! - **durable delivery**: from the intended send to a second connection (a subscriber)
+//!   receiving the message, which the echo thread forwards after the sync: the put → push
+//!   floor.
 //!
 //! Blocking std I/O, one message in flight, threads that sleep in the kernel between
 //! messages, as Riffle's do at low rates.
@@ -36,6 +38,12 @@ use crate::stats::{Latencies, Summary};
 const FILE_BYTES: u64 = 4 << 20;
 /// Largest message.
 pub const MAX_SIZE: usize = 1 << 20;
+/// Slowest rate (messages per second).
+pub const MIN_RATE: f64 = 0.01;
+/// Fastest rate: one message in flight cannot go much faster on loopback.
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// Longest phase, warm-up included.
+const MAX_PHASE: Duration = Duration::from_secs(24 * 3600);
 const ACK_BYTES: usize = 16;
 const STAMP_BYTES: usize = 8;
 
@@ -65,20 +73,30 @@ pub struct FloorResult {
     pub round_trip: Summary,
     /// The same with a write and an `fdatasync` before the answer.
     pub durable_round_trip: Summary,
-    /// From the send to the subscriber's receipt of the message, forwarded after the sync.
+    /// From the intended send to the subscriber's receipt of the message, which the echo
+    /// thread forwards after the sync.
     pub durable_delivery: Summary,
 }
 
 /// Runs the plain phase, then the durable one.
 pub fn measure(config: &FloorConfig) -> Result<FloorResult, String> {
-    if !(config.rate.is_finite() && config.rate > 0.0) {
-        return Err(format!("rate must be a positive number, not {}", config.rate));
+    if !(MIN_RATE..=MAX_RATE).contains(&config.rate) {
+        return Err(format!(
+            "rate must be {MIN_RATE}..={MAX_RATE} per second, not {}",
+            config.rate
+        ));
+    }
+    if config.warmup.checked_add(config.duration).is_none_or(|t| t > MAX_PHASE) {
+        return Err(format!("warm-up + duration must be at most {} s", MAX_PHASE.as_secs()));
     }
     if !(STAMP_BYTES..=MAX_SIZE).contains(&config.size) {
         return Err(format!("size must be {STAMP_BYTES}..={MAX_SIZE} bytes, not {}", config.size));
     }
     let path = config.dir.join(format!("riffle-bench-floor-{}.tmp", std::process::id()));
-    let file = prepare_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = prepare_file(&path).map_err(|e| {
+        let _ = std::fs::remove_file(&path);
+        format!("{}: {e}", path.display())
+    })?;
     let outcome = run_phases(config, &file);
     drop(file);
     let _ = std::fs::remove_file(&path);
@@ -125,30 +143,39 @@ fn phase(
 ) -> std::io::Result<Phase> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    // Both connect before the echo thread starts (the kernel completes a connection before
-    // it is accepted), so that a failed connect leaves no thread waiting in `accept`; it
-    // accepts them in the same order.
     let mut producer = TcpStream::connect(addr)?;
     producer.set_nodelay(true)?;
     let subscriber = match file {
         Some(_) => Some(TcpStream::connect(addr)?),
         None => None,
     };
+    // Loopback connections are complete once `connect` returns: accept both here, before
+    // any thread starts (so that no thread can be left waiting in `accept`), and tell them
+    // apart by address rather than by the order the kernel queued them in.
+    let (mut echo_producer, mut echo_subscriber) = (None, None);
+    for _ in 0..1 + usize::from(subscriber.is_some()) {
+        let (stream, peer) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        if peer == producer.local_addr()? {
+            echo_producer = Some(stream);
+        } else if subscriber.as_ref().map(TcpStream::local_addr).transpose()? == Some(peer) {
+            echo_subscriber = Some(stream);
+        }
+    }
+    drop(listener);
+    let stray = || std::io::Error::other("a connection from elsewhere reached the floor's port");
+    let mut echo_producer = echo_producer.ok_or_else(stray)?;
+    if subscriber.is_some() && echo_subscriber.is_none() {
+        return Err(stray());
+    }
     let epoch = Instant::now();
+    // The stamp a message carries is its slot.
+    let measure_from = config.warmup.as_nanos() as u64;
     std::thread::scope(|s| {
-        let echo = s.spawn(|| -> std::io::Result<()> {
-            let (mut producer, _) = listener.accept()?;
-            producer.set_nodelay(true)?;
-            let mut subscriber = match file {
-                Some(_) => Some(listener.accept()?.0),
-                None => None,
-            };
-            if let Some(sub) = &subscriber {
-                sub.set_nodelay(true)?;
-            }
+        let echo = s.spawn(move || -> std::io::Result<()> {
             let mut msg = vec![0u8; config.size];
             let mut offset = 0u64;
-            while read_or_end(&mut producer, &mut msg)? {
+            while read_or_end(&mut echo_producer, &mut msg)? {
                 if let Some(file) = file {
                     if offset + msg.len() as u64 > FILE_BYTES {
                         offset = 0;
@@ -157,8 +184,8 @@ fn phase(
                     file.sync_data()?;
                     offset += msg.len() as u64;
                 }
-                producer.write_all(&[0u8; ACK_BYTES])?;
-                if let Some(sub) = subscriber.as_mut() {
+                echo_producer.write_all(&[0u8; ACK_BYTES])?;
+                if let Some(sub) = echo_subscriber.as_mut() {
                     sub.write_all(&msg)?;
                 }
             }
@@ -166,32 +193,28 @@ fn phase(
         });
         let size = config.size;
         let delivered = subscriber.map(|mut sub| {
-            s.spawn(move || -> std::io::Result<Vec<(u64, Instant)>> {
+            s.spawn(move || -> std::io::Result<Latencies> {
                 let mut msg = vec![0u8; size];
-                let mut seen = Vec::new();
+                let mut delivery = Latencies::default();
                 while read_or_end(&mut sub, &mut msg)? {
                     let stamp = u64::from_le_bytes(msg[..STAMP_BYTES].try_into().expect("8"));
-                    seen.push((stamp, Instant::now()));
+                    if stamp >= measure_from {
+                        let slot = Duration::from_nanos(stamp);
+                        delivery.record(epoch.elapsed().saturating_sub(slot));
+                    }
                 }
-                Ok(seen)
+                Ok(delivery)
             })
         });
         let sent = send_all(config, &mut producer, epoch, wake);
-        // Closing the producer ends the echo thread, which closes the subscriber.
+        // Closing the producer ends the echo thread, which closes the subscriber's stream.
         drop(producer);
         let echoed = echo.join().expect("echo thread");
-        let seen = match delivered {
-            Some(h) => h.join().expect("subscriber thread")?,
-            None => Vec::new(),
-        };
-        let round_trip = sent?;
+        let delivered = delivered.map(|h| h.join().expect("subscriber thread"));
+        // The echo thread's error first: it is the cause when the sender only saw the end.
         echoed?;
-        let mut delivery = Latencies::default();
-        // The stamp is the message's slot.
-        let measure_from = config.warmup.as_nanos() as u64;
-        for (stamp, at) in seen.into_iter().filter(|(stamp, _)| *stamp >= measure_from) {
-            delivery.record(at.duration_since(epoch).saturating_sub(Duration::from_nanos(stamp)));
-        }
+        let round_trip = sent?;
+        let delivery = delivered.transpose()?.unwrap_or_default();
         Ok(Phase { round_trip, delivery })
     })
 }
@@ -310,6 +333,9 @@ mod tests {
             FloorConfig { size: MAX_SIZE + 1, ..base.clone() },
             FloorConfig { rate: 0.0, ..base.clone() },
             FloorConfig { rate: f64::NAN, ..base.clone() },
+            FloorConfig { rate: 1e-20, ..base.clone() },
+            FloorConfig { rate: f64::INFINITY, ..base.clone() },
+            FloorConfig { duration: Duration::MAX, ..base.clone() },
         ] {
             assert!(measure(&bad).is_err(), "{bad:?}");
         }

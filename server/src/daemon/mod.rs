@@ -257,6 +257,9 @@ async fn accept_until_stopped<C: Conn, A: std::future::Future<Output = std::io::
         tokio::select! {
             accepted = accept() => match accepted {
                 Ok(conn) => {
+                    // Counted before it is spawned, so that a drain starting before the task
+                    // first runs still waits for it.
+                    live.set(live.get() + 1);
                     let serving = serve(Rc::new(conn), service.clone(), config.clone(), watcher.clone());
                     spawn(Box::pin(counted(Rc::clone(&live), serving)));
                 }
@@ -280,9 +283,9 @@ async fn drain(live: &Rc<Cell<usize>>) {
     }
 }
 
-/// Runs a connection while counting it among the core's live connections.
+/// Runs a connection counted among the core's live connections (by its caller), and uncounts
+/// it when it ends.
 async fn counted(live: Rc<Cell<usize>>, connection: impl std::future::Future<Output = ()>) {
-    live.set(live.get() + 1);
     connection.await;
     live.set(live.get() - 1);
 }
