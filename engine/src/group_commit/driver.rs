@@ -86,34 +86,33 @@ impl CommitDriver {
                 Taken::Items(logs) | Taken::Yield(logs) => (logs, false),
                 Taken::Shutdown(logs) => (logs, true),
             };
+            // The carry stays in the driver, borrowed across the awaits below, so that a
+            // drop in the middle of a cycle finds it there (and `work`) to finish the cycle.
+            // It is `None` only once the driver has stopped, after which `run` returns.
             let Some(carry) = self.carry.as_mut() else { return };
             let sync_due = sync_due(durability, carry, stopping);
             if let Some(work) = begin_cycle(&mut io, durability, logs, sync_due, &mut carry.journal)
             {
                 let work = self.work.insert(work);
                 run_ops(&mut work.ops, &mut files, self.ring_syncs).await;
-                let (Some(work), Some(carry)) = (self.work.take(), self.carry.as_mut()) else {
-                    return;
-                };
-                acknowledge(end_cycle(&mut io, durability, work, carry));
+                if let Some(work) = self.work.take() {
+                    acknowledge(end_cycle(&mut io, durability, work, carry));
+                }
             }
             // Close the ring-side handles of files sealed, or deleted elsewhere (retention,
             // a deleted stream), so that their space is freed.
             for uid in io.0.drain(..).chain(files.dead()) {
                 files.remove(uid);
             }
-            let Some(carry) = self.carry.as_mut() else { return };
             if sync_due && sync_interval(durability).is_some() {
                 // `Interval` mode: the logs written since the last sync, through the ring.
                 // They stay in the carry until synced, in case the task is dropped meanwhile.
                 let (logs, mut ops) = unsynced_ops(&mut carry.unsynced.clone());
                 run_ops(&mut ops, &mut files, self.ring_syncs).await;
                 unsynced_done(logs, ops);
-                let Some(carry) = self.carry.as_mut() else { return };
                 carry.unsynced.clear();
                 carry.last_sync = std::time::Instant::now();
             }
-            let Some(carry) = self.carry.as_mut() else { return };
             if stopping {
                 finish(&mut io, carry);
                 self.carry = None;
