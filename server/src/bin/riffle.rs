@@ -12,7 +12,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use riffle_engine::batch::{split_batches, RecordIter};
 use riffle_server::client::{Client, ClientError};
 use riffle_server::protocol::{
     Consumer, Entry, Filter, PutResult, Records, Request, Response, Shard, Summary,
@@ -269,31 +268,15 @@ fn consumer_json(c: &Consumer) -> Value {
 /// A decoded record: (sequence number, arrival ms, partition key, data).
 type Decoded = (u128, u64, String, Vec<u8>);
 
-/// The records of a GetRecords body.
+/// The records of a GetRecords body (checked and windowed by the client library).
 fn decode_records(page: &Records) -> Result<Vec<Decoded>, String> {
-    let mut out = Vec::new();
-    for batch in split_batches(&page.batches) {
-        let (_, bytes) =
-            batch.map_err(|e| format!("a batch from the server failed its check: {e}"))?;
-        for r in RecordIter::new(bytes).map_err(|e| e.to_string())? {
-            let r = r.map_err(|e| e.to_string())?;
-            if (page.from_position..page.to_position).contains(&r.position)
-                && r.timestamp_ms >= page.min_timestamp_ms
-            {
-                let seq = (u128::from(page.shard_index) << 96)
-                    | (u128::from(page.stream_epoch) << 72)
-                    | (1 << 64)
-                    | u128::from(r.position + 1);
-                out.push((
-                    seq,
-                    r.timestamp_ms,
-                    String::from_utf8_lossy(r.partition_key).into_owned(),
-                    r.data.to_vec(),
-                ));
-            }
-        }
-    }
-    Ok(out)
+    Ok(riffle_server::client::decode_records(page)?
+        .into_iter()
+        .map(|r| {
+            let key = String::from_utf8_lossy(&r.partition_key).into_owned();
+            (r.sequence_number, r.approximate_arrival_ms, key, r.data.to_vec())
+        })
+        .collect())
 }
 
 fn record_json(seq: u128, ts: u64, key: &str, data: &[u8]) -> Value {

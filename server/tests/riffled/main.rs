@@ -10,8 +10,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
 use bytes::Bytes;
-use riffle_engine::batch::{split_batches, RecordIter};
-use riffle_server::client::{Client, ClientError};
+use riffle_engine::batch::split_batches;
+use riffle_server::client::{decode_records, Client, ClientError};
 use riffle_server::protocol::{
     encode_frame, op, ClientHello, Entry, Request, Response, ServerHello, FLAG_ERROR, HELLO_BAD,
 };
@@ -113,21 +113,8 @@ fn read_shard(client: &mut Client, stream: &str, shard: &str) -> Vec<(u128, Vec<
             panic!()
         };
         let before = out.len();
-        for batch in split_batches(&page.batches) {
-            let (_, bytes) = batch.expect("valid batch from the wire");
-            for r in RecordIter::new(bytes).expect("records") {
-                let r = r.expect("record");
-                if (page.from_position..page.to_position).contains(&r.position)
-                    && r.timestamp_ms >= page.min_timestamp_ms
-                {
-                    let seq = (u128::from(page.shard_index) << 96)
-                        | (u128::from(page.stream_epoch) << 72)
-                        | (1 << 64)
-                        | u128::from(r.position + 1);
-                    out.push((seq, r.data.to_vec()));
-                }
-            }
-        }
+        let records = decode_records(&page).expect("valid records from the wire");
+        out.extend(records.into_iter().map(|r| (r.sequence_number, r.data.to_vec())));
         match page.next {
             Some(next) if out.len() > before => it = next,
             _ => return out,

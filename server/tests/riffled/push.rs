@@ -1,8 +1,7 @@
 //! Push fan-out against a real `riffled`: SubscribeToShard with credit, a slow consumer
 //! among eight, subscriptions ended by shutdown, and the subscription rate and takeover rules.
 
-use riffle_engine::batch::{split_batches, RecordIter};
-use riffle_server::client::{Client, ClientError};
+use riffle_server::client::{decode_records, Client, ClientError};
 use riffle_server::protocol::{Request, Response, FLAG_ERROR};
 
 use super::{put, Riffled};
@@ -25,21 +24,8 @@ fn consume_subscription(
         let response =
             Response::decode(frame.opcode, frame.flags, &frame.body).expect("event decodes");
         let Response::Records(page) = response else { panic!("{response:?}") };
-        for batch in split_batches(&page.batches) {
-            let (_, bytes) = batch.expect("valid batch");
-            for r in RecordIter::new(bytes).expect("records") {
-                let r = r.expect("record");
-                if (page.from_position..page.to_position).contains(&r.position)
-                    && r.timestamp_ms >= page.min_timestamp_ms
-                {
-                    let seq = (u128::from(page.shard_index) << 96)
-                        | (u128::from(page.stream_epoch) << 72)
-                        | (1 << 64)
-                        | u128::from(r.position + 1);
-                    got.push((seq, r.data.to_vec()));
-                }
-            }
-        }
+        let records = decode_records(&page).expect("valid records in the event");
+        got.extend(records.into_iter().map(|r| (r.sequence_number, r.data.to_vec())));
         if frame.flags & riffle_server::protocol::FLAG_END != 0 {
             let children = (!page.child_shards.is_empty())
                 .then(|| page.child_shards.iter().map(|c| c.shard_id.clone()).collect());
