@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::handoff::{DirtyQueue, Taken};
+#[cfg(feature = "io-uring")]
 use crate::io::std_file::StdIo;
 use crate::io::{self, CommitIo, CycleOp, IoBackend};
 use crate::journal::Journal;
@@ -490,6 +491,7 @@ fn finish(io: &mut dyn CommitIo, carry: &mut Carry) {
 /// Stops the group on the calling thread: shuts its queue down, commits what is queued
 /// with `io`, syncs what is unsynced and closes the journal. Whoever calls it holds the
 /// runner lock and sets `Runner::Stopped`.
+#[cfg(feature = "io-uring")]
 fn stop_here(shared: &Shared, io: &mut dyn CommitIo, mut carry: Carry) {
     shared.queue.shutdown();
     let logs = match shared.queue.take(Some(Duration::ZERO)) {
