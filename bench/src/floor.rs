@@ -21,6 +21,10 @@
 //!
 //! Blocking std I/O, one message in flight, threads that sleep in the kernel between
 //! messages, as Riffle's do at low rates.
+//!
+//! With `group_rate`, a third phase measures the floor of a durable put at a rate one sync
+//! per message cannot keep: many producers in an open loop, and one committer syncing
+//! whatever arrived during the previous sync ([`group`]).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -32,6 +36,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::stats::{Latencies, Summary};
+
+pub mod group;
+pub use group::{GroupResult, MAX_PRODUCERS};
 
 /// Bytes of the file the durable phase overwrites (zero-filled first, so that its syncs
 /// commit data only, as a preallocated journal's do).
@@ -60,6 +67,17 @@ pub struct FloorConfig {
     pub size: usize,
     /// Directory of the durable phase's file (use the file system under test).
     pub dir: PathBuf,
+    /// Messages per second over all producers of the group-commit phase; none: no such phase.
+    #[serde(default)]
+    pub group_rate: Option<f64>,
+    /// Producer connections of the group-commit phase (1..=[`MAX_PRODUCERS`]).
+    #[serde(default = "default_group_producers")]
+    pub group_producers: usize,
+}
+
+/// The group phase's producers when not given.
+pub fn default_group_producers() -> usize {
+    8
 }
 
 /// The floor's distributions.
@@ -76,14 +94,22 @@ pub struct FloorResult {
     /// From the intended send to the subscriber's receipt of the message, which the echo
     /// thread forwards after the sync.
     pub durable_delivery: Summary,
+    /// The group-commit phase, if it ran.
+    #[serde(default)]
+    pub group: Option<GroupResult>,
 }
 
-/// Runs the plain phase, then the durable one.
+/// Runs the plain phase, the durable one, then the group-commit one if asked for.
 pub fn measure(config: &FloorConfig) -> Result<FloorResult, String> {
-    if !(MIN_RATE..=MAX_RATE).contains(&config.rate) {
+    for (name, rate) in [("rate", Some(config.rate)), ("group rate", config.group_rate)] {
+        if let Some(rate) = rate.filter(|r| !(MIN_RATE..=MAX_RATE).contains(r)) {
+            return Err(format!("{name} must be {MIN_RATE}..={MAX_RATE} per second, not {rate}"));
+        }
+    }
+    if config.group_rate.is_some() && !(1..=MAX_PRODUCERS).contains(&config.group_producers) {
         return Err(format!(
-            "rate must be {MIN_RATE}..={MAX_RATE} per second, not {}",
-            config.rate
+            "group producers must be 1..={MAX_PRODUCERS}, not {}",
+            config.group_producers
         ));
     }
     if config.warmup.checked_add(config.duration).is_none_or(|t| t > MAX_PHASE) {
@@ -108,12 +134,21 @@ fn run_phases(config: &FloorConfig, file: &File) -> Result<FloorResult, String> 
     let plain = phase(config, None, &mut wake).map_err(|e| format!("loopback phase: {e}"))?;
     let durable =
         phase(config, Some(file), &mut wake).map_err(|e| format!("durable phase: {e}"))?;
+    let group = config
+        .group_rate
+        .map(|rate| {
+            let c = config;
+            group::phase(rate, c.group_producers, c.size, c.warmup, c.duration, file)
+                .map_err(|e| format!("group-commit phase: {e}"))
+        })
+        .transpose()?;
     Ok(FloorResult {
         config: config.clone(),
         timer_wakeup: wake.summary(),
         round_trip: plain.round_trip.summary(),
         durable_round_trip: durable.round_trip.summary(),
         durable_delivery: durable.delivery.summary(),
+        group,
     })
 }
 
@@ -292,6 +327,18 @@ pub fn table(r: &FloorResult) -> String {
         ("durable round trip", &r.durable_round_trip),
         ("durable delivery", &r.durable_delivery),
     ]));
+    if let Some(g) = &r.group {
+        let _ = writeln!(
+            out,
+            "\ngroup commit: {} producers at {} /s in all, {} messages in {} syncs ({:.1} per sync)\n",
+            g.producers,
+            g.rate,
+            g.messages,
+            g.syncs,
+            g.messages as f64 / g.syncs.max(1) as f64
+        );
+        out.push_str(&crate::report::latency_rows(&[("group-commit ack", &g.ack)]));
+    }
     out
 }
 
@@ -308,8 +355,11 @@ mod tests {
             warmup: Duration::from_millis(50),
             size: 1024,
             dir: dir.path().to_path_buf(),
+            group_rate: None,
+            group_producers: default_group_producers(),
         };
         let r = measure(&config).expect("floor");
+        assert!(r.group.is_none());
         assert!(r.round_trip.count > 0, "{r:?}");
         assert!(r.durable_round_trip.count > 0, "{r:?}");
         // The subscriber sees every message answered after the warm-up, no more, no less.
@@ -327,6 +377,8 @@ mod tests {
             warmup: Duration::ZERO,
             size: 1024,
             dir: dir.path().to_path_buf(),
+            group_rate: None,
+            group_producers: default_group_producers(),
         };
         for bad in [
             FloorConfig { size: 4, ..base.clone() },
@@ -336,9 +388,45 @@ mod tests {
             FloorConfig { rate: 1e-20, ..base.clone() },
             FloorConfig { rate: f64::INFINITY, ..base.clone() },
             FloorConfig { duration: Duration::MAX, ..base.clone() },
+            FloorConfig { group_rate: Some(f64::NAN), ..base.clone() },
+            FloorConfig { group_rate: Some(0.0), ..base.clone() },
+            FloorConfig { group_rate: Some(100.0), group_producers: 0, ..base.clone() },
+            FloorConfig {
+                group_rate: Some(100.0),
+                group_producers: MAX_PRODUCERS + 1,
+                ..base.clone()
+            },
         ] {
             assert!(measure(&bad).is_err(), "{bad:?}");
         }
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+
+    #[test]
+    fn the_group_phase_acknowledges_every_message_once_in_fewer_syncs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (rate, producers) = (4000.0, 4);
+        let config = FloorConfig {
+            rate: 200.0,
+            duration: Duration::from_millis(400),
+            warmup: Duration::from_millis(100),
+            size: 512,
+            dir: dir.path().to_path_buf(),
+            group_rate: Some(rate),
+            group_producers: producers,
+        };
+        let r = measure(&config).expect("floor");
+        let g = r.group.as_ref().expect("the group phase ran");
+        // Every slot of the schedule was sent and acknowledged: rate × 0.5 s, give or take
+        // one per producer at the ends.
+        let expected = rate * 0.5;
+        assert!((g.messages as f64 - expected).abs() <= producers as f64, "{g:?}");
+        let measured = rate * 0.4;
+        assert!((g.ack.count as f64 - measured).abs() <= producers as f64, "{g:?}");
+        // 4,000 syncs a second are beyond a disk: some syncs carried several messages. (On
+        // a file system that syncs in no time, each may carry one; then the counts match.)
+        assert!(g.syncs >= 1 && g.syncs <= g.messages, "{g:?}");
+        assert!(table(&r).contains("group-commit ack"));
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "file left behind");
     }
 }

@@ -141,6 +141,14 @@ struct FloorArgs {
     /// data directory is on.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// Also measure the group-commit floor at this many messages per second in all: producers
+    /// in an open loop, one committer syncing whatever arrived during its previous sync.
+    /// Give it the rate a `riffle-bench run --rate` measured Riffle at.
+    #[arg(long)]
+    group_rate: Option<f64>,
+    /// Producer connections of the group-commit phase.
+    #[arg(long, default_value_t = floor::default_group_producers())]
+    group_producers: usize,
     /// Output file: <out>.json.
     #[arg(long, default_value = "bench-results/floor")]
     out: PathBuf,
@@ -157,6 +165,8 @@ impl FloorArgs {
             warmup: seconds("warmup", self.warmup)?,
             size: self.size,
             dir: self.dir.clone(),
+            group_rate: self.group_rate,
+            group_producers: self.group_producers,
         };
         let result = floor::measure(&config)?;
         print!("{}", floor::table(&result));
