@@ -64,6 +64,7 @@ pub fn table(r: &RunResult) -> String {
         "put acknowledgement"
     };
     let mut rows = vec![(put, &r.put_latency)];
+    rows.extend(r.send_lag.as_ref().map(|s| ("send lag (harness)", s)));
     rows.extend(r.e2e_latency.as_ref().map(|s| ("put to delivery", s)));
     rows.extend(r.read_latency.as_ref().map(|s| ("GetRecords call", s)));
     out.push('\n');

@@ -138,6 +138,15 @@ pub struct RunConfig {
     pub progress: bool,
 }
 
+/// What one producer did: its counters, its acknowledgement latencies and (open loop)
+/// how late its sends went out.
+#[derive(Default)]
+struct Produced {
+    counts: Counts,
+    acks: Latencies,
+    lag: Latencies,
+}
+
 /// Counters of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
@@ -189,6 +198,12 @@ pub struct RunResult {
     pub put_latency: Summary,
     /// The full acknowledgement histogram (HdrHistogram V2, base64).
     pub put_histogram: String,
+    /// Open loop only: how late each request went out after its intended send time (the
+    /// harness's own lag: a timer woken late, a full window). The acknowledgement latency
+    /// includes it; when it is a large part of it, the harness or the machine, not the
+    /// target, is what the latency measures.
+    #[serde(default)]
+    pub send_lag: Option<Summary>,
     /// Consumer counters (end-to-end only).
     pub consumed: Option<ConsumeCounts>,
     /// Put to delivery latency, one value per record (end-to-end only).
@@ -255,7 +270,7 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
     let shared = Arc::new(Shared::new(config.warmup));
     let end = config.warmup + config.duration;
     let intervals = Mutex::new(Vec::new());
-    let (produced, put_hist, consumed, e2e_hist) = std::thread::scope(|s| {
+    let (produced, put_hist, send_lag, consumed, e2e_hist) = std::thread::scope(|s| {
         // Consumers start first, at the tip, so that they see every record of the run.
         let consumer_handles: Vec<_> = if config.workload == Workload::Push {
             let mut handles = Vec::new();
@@ -316,6 +331,7 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
         let ticker = s.spawn(|| progress(config, &shared, end, &intervals));
         let mut produced = Counts::default();
         let mut put_hist = Latencies::default();
+        let mut send_lag = Latencies::default();
         let results = producer_handles.into_iter().flat_map(|h| {
             h.join().expect("producer thread").unwrap_or_else(|e| {
                 eprintln!("riffle-bench: {e}");
@@ -323,12 +339,13 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
                 Vec::new()
             })
         });
-        for (counts, hist) in results {
+        for Produced { counts, acks, lag } in results {
             produced.records += counts.records;
             produced.bytes += counts.bytes;
             produced.throttled += counts.throttled;
             produced.errors += counts.errors;
-            put_hist.merge(&hist);
+            put_hist.merge(&acks);
+            send_lag.merge(&lag);
         }
         // Let consumers drain what was acknowledged (every consumer sees every record when
         // pushed, one consumer each when polled), for at most 5 s, then stop them. (A fixed
@@ -362,7 +379,7 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
             e2e.merge(&hist);
         }
         ticker.join().expect("progress thread");
-        (produced, put_hist, consumed, e2e)
+        (produced, put_hist, send_lag, consumed, e2e)
     });
     let measured = shared.now().min(end).saturating_sub(config.warmup).as_secs_f64().max(1e-9);
     let e2e = matches!(config.workload, Workload::EndToEnd | Workload::Push);
@@ -376,6 +393,7 @@ pub fn run(target: &dyn Target, config: &RunConfig) -> Result<RunResult, String>
         produced,
         put_latency: put_hist.summary(),
         put_histogram: put_hist.encode(),
+        send_lag: config.rate.is_some().then(|| send_lag.summary()),
         consumed: e2e.then_some(consumed),
         e2e_latency: e2e.then(|| e2e_hist.summary()),
         e2e_histogram: e2e.then(|| e2e_hist.encode()),
@@ -390,7 +408,7 @@ fn produce(
     config: &RunConfig,
     shared: Arc<Shared>,
     producer: u32,
-) -> (Counts, Latencies) {
+) -> Produced {
     let schedule = config
         .rate
         .map(|r| Schedule::staggered(r / f64::from(config.batch), config.producers, producer));
@@ -522,6 +540,8 @@ struct Recorder {
     end: Duration,
     counts: Counts,
     hist: Latencies,
+    /// Open loop: send time minus intended send time.
+    lag: Latencies,
     /// Latencies not yet in the shared interval histogram. Raw values, not a histogram: a
     /// histogram's merge walks, and its reset clears, all of its 30,000-odd buckets, and at
     /// ten merges a second per producer that was 8.6 % of the harness's CPU time under
@@ -539,6 +559,7 @@ impl Recorder {
             end: config.warmup + config.duration,
             counts: Counts::default(),
             hist: Latencies::default(),
+            lag: Latencies::default(),
             local: Vec::new(),
             flushed: Duration::ZERO,
         }
@@ -554,6 +575,9 @@ impl Recorder {
             let l = latency(self.open_loop, request.intended, request.at, done);
             self.hist.record(l);
             self.local.push(l);
+            if self.open_loop {
+                self.lag.record(request.at.saturating_sub(request.intended));
+            }
             self.counts.records += outcome.ok;
             self.counts.bytes += if outcome.ok == request.records { request.bytes } else { 0 };
             self.counts.throttled += outcome.throttled;
@@ -572,10 +596,10 @@ impl Recorder {
         self.flushed = now;
     }
 
-    /// The producer's counters and histogram.
-    fn finish(mut self) -> (Counts, Latencies) {
+    /// The producer's counters and histograms.
+    fn finish(mut self) -> Produced {
         self.flush(self.shared.now());
-        (self.counts, self.hist)
+        Produced { counts: self.counts, acks: self.hist, lag: self.lag }
     }
 }
 
@@ -670,12 +694,12 @@ fn run_consume(
             })
             .collect();
         for h in handles {
-            let (c, hist) = h.join().expect("producer thread");
+            let Produced { counts: c, acks, .. } = h.join().expect("producer thread");
             filled.records += c.records;
             filled.bytes += c.bytes;
             filled.throttled += c.throttled;
             filled.errors += c.errors;
-            put_hist.merge(&hist);
+            put_hist.merge(&acks);
         }
     });
     if filled.records != per_producer * u64::from(config.producers) {
@@ -726,6 +750,7 @@ fn run_consume(
         produced: filled,
         put_latency: put_hist.summary(),
         put_histogram: put_hist.encode(),
+        send_lag: None,
         consume_records_per_sec: Some(consumed.records as f64 / seconds),
         consumed: Some(consumed),
         e2e_latency: None,

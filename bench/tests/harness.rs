@@ -64,6 +64,7 @@ fn an_end_to_end_run_acknowledges_reads_and_checks_every_record() {
     assert_eq!(consumed.records, 1500, "every acknowledged record was delivered");
     assert_eq!((consumed.corrupt, consumed.out_of_order, consumed.errors), (0, 0, 0));
     assert_eq!(result.put_latency.count, 150, "one latency per request");
+    assert!(result.send_lag.is_none(), "a closed loop has no schedule to lag behind");
     assert_eq!(result.e2e_latency.expect("e2e").count, 1500, "one latency per record");
 
     // JSON round trip, then the reports.
@@ -91,6 +92,12 @@ fn an_open_loop_run_sends_on_its_schedule() {
     let result = run(&target, &c).expect("run");
     assert_eq!(result.produced.records, 600);
     assert_eq!(result.put_latency.count, 60);
+    // One send lag per request, each at most its request's latency (both are counted from
+    // the intended send).
+    let lag = result.send_lag.as_ref().expect("an open loop reports its send lag");
+    assert_eq!(lag.count, 60);
+    assert!(lag.max_ms <= result.put_latency.max_ms, "{lag:?} {:?}", result.put_latency);
+    assert!(report::table(&result).contains("send lag (harness)"));
 }
 
 #[test]

@@ -19,8 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Counts, RecordMaker, Recorder, RunConfig, Schedule, Sent, Shared};
-use crate::stats::Latencies;
+use super::{Produced, RecordMaker, Recorder, RunConfig, Schedule, Sent, Shared};
 use crate::target::{ConnectLoop, LoopPutter};
 
 /// Runs `config.producers` producers over the connections `connect` opens
@@ -29,7 +28,7 @@ pub(super) fn produce(
     connect: ConnectLoop,
     config: &RunConfig,
     shared: Arc<Shared>,
-) -> Result<Vec<(Counts, Latencies)>, String> {
+) -> Result<Vec<Produced>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -67,7 +66,7 @@ async fn producer(
     config: Rc<RunConfig>,
     shared: Arc<Shared>,
     producer: u32,
-) -> Result<(Counts, Latencies), String> {
+) -> Result<Produced, String> {
     let recorder = Rc::new(RefCell::new(Recorder::new(&config, Arc::clone(&shared))));
     let window = Arc::new(tokio::sync::Semaphore::new(config.window as usize));
     let mut maker = RecordMaker::new(&config, producer);
