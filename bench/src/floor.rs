@@ -294,7 +294,7 @@ fn send_all(
 }
 
 /// Reads a whole message; false at a clean end of stream before its first byte.
-fn read_or_end(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<bool> {
+fn read_or_end(mut stream: impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
     let mut got = 0;
     while got < buf.len() {
         match stream.read(&mut buf[got..])? {
@@ -428,5 +428,25 @@ mod tests {
         assert!(g.syncs >= 1 && g.syncs <= g.messages, "{g:?}");
         assert!(table(&r).contains("group-commit ack"));
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "file left behind");
+    }
+
+    #[test]
+    fn the_group_phase_connects_more_producers_than_a_listen_queue_holds() {
+        // A listener's queue holds 128 connections; the phase once connected them all
+        // before accepting any, and the 130th connect hung until it timed out.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = FloorConfig {
+            rate: 1000.0,
+            duration: Duration::from_millis(50),
+            warmup: Duration::ZERO,
+            size: 64,
+            dir: dir.path().to_path_buf(),
+            group_rate: Some(2000.0),
+            group_producers: MAX_PRODUCERS,
+        };
+        let r = measure(&config).expect("floor");
+        let g = r.group.as_ref().expect("the group phase ran");
+        assert_eq!(g.producers, MAX_PRODUCERS);
+        assert!(g.messages > 0 && g.ack.count == g.messages, "{g:?}");
     }
 }

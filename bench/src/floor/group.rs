@@ -21,11 +21,16 @@ use serde::{Deserialize, Serialize};
 use super::{read_or_end, ACK_BYTES, FILE_BYTES, STAMP_BYTES};
 use crate::stats::{Latencies, Summary};
 
-/// Most producers (each is two threads here and one in the committer's process).
+/// Most producers (each is a sending and an acknowledgement thread, and a reader thread on
+/// the committer's side).
 pub const MAX_PRODUCERS: usize = 256;
 /// Bytes waiting for the committer before readers stop taking more off their sockets (then
-/// TCP's own window holds the producers back, as a full server would).
+/// TCP's own window holds the producers back, as a full server would). Each message counts
+/// its size and [`PER_MESSAGE`].
 const MAX_PENDING_BYTES: usize = 64 << 20;
+/// What a pending message costs besides its bytes: its (connection, stamp) entry, and later
+/// its acknowledgement in the committer's buffer.
+const PER_MESSAGE: usize = 16 + ACK_BYTES;
 
 /// What the group phase measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,16 +84,15 @@ pub(super) fn phase(
 ) -> std::io::Result<GroupResult> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
+    // Each connection is accepted as soon as it is made: a listener's queue holds only so
+    // many (128 here), and a connect beyond it would wait for a SYN retry. The server side
+    // needs no pairing: it answers on the socket it read.
     let mut clients = Vec::with_capacity(producers);
+    let mut served = Vec::with_capacity(producers);
     for _ in 0..producers {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         clients.push(stream);
-    }
-    // Loopback connections are complete once `connect` returns: accept them all before any
-    // thread starts. The server side needs no pairing: it answers on the socket it read.
-    let mut served = Vec::with_capacity(producers);
-    for _ in 0..producers {
         let (stream, _) = listener.accept()?;
         stream.set_nodelay(true)?;
         served.push(stream);
@@ -116,8 +120,16 @@ pub(super) fn phase(
             let acks = stream.try_clone()?;
             // Staggered, so that the producers' sends interleave evenly at the total rate.
             let first = period.mul_f64(i as f64 / producers as f64);
-            let sender = s.spawn(move || send(stream, size, epoch, first, period, end));
-            let waiter = s.spawn(move || await_acks(acks, epoch, warmup));
+            // A failing side shuts the whole socket down (both handles): otherwise the other
+            // side, or the reader and committer across it, could wait on it forever.
+            let sender = s.spawn(move || {
+                send(&stream, size, epoch, first, period, end)
+                    .inspect_err(|_| drop(stream.shutdown(Shutdown::Both)))
+            });
+            let waiter = s.spawn(move || {
+                await_acks(&acks, epoch, warmup)
+                    .inspect_err(|_| drop(acks.shutdown(Shutdown::Both)))
+            });
             producer_threads.push((sender, waiter));
         }
         let mut ack = Latencies::default();
@@ -151,7 +163,7 @@ pub(super) fn phase(
 /// A producer's sends: one message per `period` from `first`, stamped with its intended
 /// send, until `end`; then it half-closes, which ends its reader on the other side.
 fn send(
-    mut stream: TcpStream,
+    mut stream: &TcpStream,
     size: usize,
     epoch: Instant,
     first: Duration,
@@ -174,7 +186,7 @@ fn send(
 
 /// A producer's acknowledgements, timed from the stamps they carry back.
 fn await_acks(
-    mut stream: TcpStream,
+    mut stream: &TcpStream,
     epoch: Instant,
     warmup: Duration,
 ) -> std::io::Result<Latencies> {
@@ -207,7 +219,10 @@ fn read_into(
         }
         let stamp = u64::from_le_bytes(msg[..STAMP_BYTES].try_into().expect("8 bytes"));
         let mut pending = queue.lock();
-        while pending.bytes.len() + size > MAX_PENDING_BYTES.max(size) && !pending.aborted {
+        let cost = |p: &Pending| p.bytes.len() + p.stamps.len() * PER_MESSAGE;
+        while cost(&pending) + size + PER_MESSAGE > MAX_PENDING_BYTES.max(size + PER_MESSAGE)
+            && !pending.aborted
+        {
             pending = queue.changed.wait(pending).unwrap_or_else(PoisonError::into_inner);
         }
         if pending.aborted {
