@@ -2,9 +2,12 @@
 //! the epoll fallback that serves where the kernel refuses io_uring (a machine that allows
 //! io_uring reaches the fallback only by asking for it, as here).
 
+mod binary;
+
+use binary::read_shard;
 use bytes::Bytes;
 use riffle_engine::{CommitConfig, Durability, Engine, EngineConfig, LimitsConfig};
-use riffle_server::client::{decode_records, Client};
+use riffle_server::client::Client;
 use riffle_server::daemon::{Daemon, DaemonConfig};
 use riffle_server::protocol::{Request, Response};
 use riffle_server::service::Service;
@@ -70,25 +73,8 @@ fn puts_and_reads_back(daemon: &Daemon) {
     let mut stored = Vec::new();
     for shard in 0..4 {
         let shard_id = format!("shardId-{shard:012}");
-        let Response::ShardIterator(it) = c
-            .call(&Request::GetShardIterator {
-                stream: "d".into(),
-                shard_id: shard_id.clone(),
-                iterator_type: 0,
-                starting_sequence_number: None,
-                timestamp_ms: None,
-            })
-            .expect("iterator")
-        else {
-            panic!("no iterator")
-        };
-        let Response::Records(page) =
-            c.call(&Request::GetRecords { shard_iterator: it, limit: Some(10_000) }).expect("get")
-        else {
-            panic!("no records")
-        };
-        for r in decode_records(&page).expect("valid records") {
-            stored.push((shard_id.clone(), r.sequence_number, r.data.to_vec()));
+        for (sequence_number, data) in read_shard(&mut c, "d", &shard_id) {
+            stored.push((shard_id.clone(), sequence_number, data));
         }
     }
     let mut acked = acked;

@@ -3,15 +3,18 @@
 //! Push subscriptions are in `push.rs`; the ways users start and drive the daemon (the
 //! `riffle` CLI, the async client, the config file, the port check) in `front_ends.rs`.
 
+#[path = "../binary/mod.rs"]
+mod binary;
 mod front_ends;
 mod push;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
+use binary::read_shard;
 use bytes::Bytes;
 use riffle_engine::batch::split_batches;
-use riffle_server::client::{decode_records, Client, ClientError};
+use riffle_server::client::{Client, ClientError};
 use riffle_server::protocol::{
     encode_frame, op, ClientHello, Entry, Request, Response, ServerHello, FLAG_ERROR, HELLO_BAD,
 };
@@ -87,38 +90,6 @@ fn put(client: &mut Client, stream: &str, key: &str, data: &[u8]) -> (String, u1
     {
         Response::PutRecord { shard_id, sequence_number } => (shard_id, sequence_number),
         other => panic!("{other:?}"),
-    }
-}
-
-/// Every record of a shard from TRIM_HORIZON: (sequence number, data).
-fn read_shard(client: &mut Client, stream: &str, shard: &str) -> Vec<(u128, Vec<u8>)> {
-    let Response::ShardIterator(mut it) = client
-        .call(&Request::GetShardIterator {
-            stream: stream.into(),
-            shard_id: shard.into(),
-            iterator_type: 0,
-            starting_sequence_number: None,
-            timestamp_ms: None,
-        })
-        .expect("iterator")
-    else {
-        panic!()
-    };
-    let mut out = Vec::new();
-    loop {
-        let Response::Records(page) = client
-            .call(&Request::GetRecords { shard_iterator: it.clone(), limit: Some(1000) })
-            .expect("get")
-        else {
-            panic!()
-        };
-        let before = out.len();
-        let records = decode_records(&page).expect("valid records from the wire");
-        out.extend(records.into_iter().map(|r| (r.sequence_number, r.data.to_vec())));
-        match page.next {
-            Some(next) if out.len() > before => it = next,
-            _ => return out,
-        }
     }
 }
 
